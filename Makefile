@@ -1,0 +1,42 @@
+# The short forms of the project's commands. Everything installs itself into .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: venv data test test-slow bench clean
+
+# The venv is rebuilt when setup.py changes (the stamp records the last install).
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Real Fashion-MNIST (Debian package dataset-fashion-mnist, idx files).
+data:
+	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST found in $(FASHION_MNIST_DIR)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist || \
+	   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
+	else \
+	  echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," \
+	       "or put the four idx .gz files in a folder and set FASHION_MNIST_DIR=<folder>."; \
+	  exit 1; \
+	fi
+
+test: venv data
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-slow: venv data
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m pytest -q --run-slow $(PYTEST_ARGS) tests
+
+bench: venv
+	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

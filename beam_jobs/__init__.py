@@ -1,0 +1,1 @@
+"""synthfactory.beam_jobs."""

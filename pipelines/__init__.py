@@ -1,0 +1,1 @@
+"""synthfactory.pipelines."""

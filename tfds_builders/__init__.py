@@ -1,0 +1,1 @@
+"""synthfactory.tfds_builders."""
