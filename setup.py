@@ -55,7 +55,8 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=_packages,
     package_dir=_package_dir,
-    package_data={"synthfactory.models": ["*.json"]},
+    package_data={"synthfactory.models": ["*.json"],
+                  "synthfactory.datasets": ["data/*.json"]},
     install_requires=_INSTALL_REQUIRES,
     extras_require=_EXTRAS,
 )

@@ -1,0 +1,60 @@
+r"""Generates a synthetic dataset: ArrayRecord shards, class plan and manifest.
+
+  python -m synthfactory.beam_jobs.generate \
+      --config=beam_jobs/configs/generate.py:fashion \
+      --config.checkpoint=<diffusion run workdir> --output_dir=<folder> \
+      [--overwrite] [--dry_run] [Beam options, e.g. --direct_running_mode=
+      multi_processing --direct_num_workers=2, or --runner=DataflowRunner
+      --setup_file=./setup.py ...]
+
+Re-running into the same folder with the same config resumes: complete, verified
+shards are kept and the rest rewritten, with bytes identical to an uninterrupted run.
+A folder holding anything else is refused unless --overwrite.
+"""
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from synthfactory.beam_jobs import generation
+from synthfactory.beam_jobs import shard_worker
+from synthfactory.datasets import class_plan
+from synthfactory.training import checkpoints
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Generation config file.",
+                                          lock_config=True)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Dataset folder (local).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace a different dataset in --output_dir.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the plan, shard count and "
+                             "estimated cost; sample and write nothing.")
+
+_INPUT_ERRORS = (generation.GenerateError, class_plan.ClassPlanError,
+                 checkpoints.CheckpointError, shard_worker.GenerationError)
+
+
+def main(argv):
+  config = _CONFIG.value
+  try:
+    if _DRY_RUN.value:
+      print(generation.dry_run_report(config))
+      return
+    if not _OUTPUT_DIR.value:
+      raise generation.GenerateError("--output_dir is required.")
+    manifest = generation.run(config, _OUTPUT_DIR.value, overwrite=_OVERWRITE.value,
+                              beam_args=argv[1:])
+  except _INPUT_ERRORS as e:
+    sys.exit(f"generate: {e}")  # One clear message, not a traceback.
+  print(f"wrote {manifest['num_records']} images in {len(manifest['shards'])} shards "
+        f"to {_OUTPUT_DIR.value}")
+
+
+def _parse(argv):
+  # Flags we do not define are Beam pipeline options, handed to main.
+  return flags.FLAGS(argv, known_only=True)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("config")
+  app.run(main, flags_parser=_parse)

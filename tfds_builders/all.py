@@ -1,0 +1,5 @@
+"""Imports every builder, so `tfds build --imports=synthfactory.tfds_builders.all`
+finds them."""
+# pylint: disable=unused-import
+from synthfactory.tfds_builders.synthetic_fashion_mnist import synthetic_fashion_mnist_dataset_builder
+from synthfactory.tfds_builders.synthetic_imagenet import synthetic_imagenet_dataset_builder

@@ -1,0 +1,1 @@
+"""synthetic_fashion_mnist: Fashion-MNIST-like images from a diffusion model."""

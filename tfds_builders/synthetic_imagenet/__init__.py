@@ -1,0 +1,1 @@
+"""synthetic_imagenet: ImageNet-like images from a diffusion model."""
