@@ -12,8 +12,10 @@ reference FID weights and "FD-<extractor>" otherwise; an Inception-style score w
 extractor has logits ("IS", or "IS-<extractor>"); k-NN precision and recall; counts,
 cache status and provenance. Reference statistics are cached in --cache_dir.
 
-Another extractor (e.g. a Fashion-MNIST classifier) comes from a module that registers
-it (feature_extractor.register): --extractor_imports=<module> --extractor=fmnist:<arg>.
+On Fashion-MNIST, --extractor=fmnist:<classifier workdir> uses a classifier trained
+on real data (evaluation/fmnist_features.py): metrics "FD-fmnist" and "IS-fmnist".
+Another extractor comes from a module that registers it (feature_extractor.register):
+--extractor_imports=<module> --extractor=<name>[:<arg>].
 """
 import datetime
 import importlib
@@ -38,8 +40,9 @@ _GENERATED = flags.DEFINE_string("generated", None, "Generated set: TFDS name or
                                  "dataset folder, optionally ':<split>' (default train).")
 _REFERENCE = flags.DEFINE_string("reference", None, "Reference set: TFDS "
                                  "'<name>:<split>' (or a dataset folder).")
-_EXTRACTOR = flags.DEFINE_string("extractor", None, "'inception:<weights.npz>' or "
-                                 "another registered '<name>[:<arg>]'.")
+_EXTRACTOR = flags.DEFINE_string("extractor", None, "'inception:<weights.npz>', "
+                                 "'fmnist:<classifier workdir>' or another "
+                                 "registered '<name>[:<arg>]'.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON report.")
 _EXTRACTOR_IMPORTS = flags.DEFINE_list("extractor_imports", [], "Modules to import "
                                        "first; they register more extractors.")

@@ -7,10 +7,13 @@ trained on real data is the better feature network, and its metric is reported a
 
 Extractors are created from a spec "<name>[:<arg>]" through a registry, e.g.
 "inception:/weights/inception_fid.npz". A module defining another extractor calls
-`register("fmnist", factory)` at import; the evaluation job imports such modules with
---extractor_imports.
+`register("<name>", factory)` at import; the evaluation job imports such modules with
+--extractor_imports. The project's own extractors are known without it: "inception"
+and "fmnist:<classifier workdir>" (evaluation/fmnist_features.py, imported when first
+asked for).
 """
 import dataclasses
+import importlib
 import re
 from typing import Callable
 
@@ -81,6 +84,9 @@ class FeatureExtractor:
 
 
 _FACTORIES = {}
+# Built-in extractors whose module registers them on import, imported on first use so
+# that asking for one extractor never loads another's dependencies.
+_MODULES = {"fmnist": "synthfactory.evaluation.fmnist_features"}
 
 
 def register(name, factory):
@@ -91,12 +97,14 @@ def register(name, factory):
 
 
 def registered():
-  return sorted(_FACTORIES)
+  return sorted({*_FACTORIES, *_MODULES})
 
 
 def create(spec, batch_size=None):
   """The extractor a spec "<name>[:<arg>]" names; batch_size overrides its default."""
   name, _, arg = spec.partition(":")
+  if name not in _FACTORIES and name in _MODULES:
+    importlib.import_module(_MODULES[name])
   if name not in _FACTORIES:
     raise ValueError(f"Unknown feature extractor {name!r} (from {spec!r}); registered: "
                      f"{registered()}. Import the module that registers it with "

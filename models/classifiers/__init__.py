@@ -10,6 +10,11 @@ logits, takes `train` (batch statistics, dropout, stochastic depth; training nee
 accepts any image size its strides allow, so one named model serves several input
 sizes (ResNet-RS at 160/190/224 px, DeiT-B at 224/384 px). Names ending in `_tiny` are
 small stand-ins of each family for tests.
+
+Every model sows its penultimate features (the head's input, before dropout) as
+intermediates/features; `apply_with_features` returns them with the logits (a domain
+feature network for Fréchet distances, evaluation/fmnist_features.py). The sow costs
+nothing elsewhere: it is dropped unless "intermediates" is mutable.
 """
 import jax
 import jax.numpy as jnp
@@ -63,3 +68,11 @@ def count_params(model, image_shape):
   """The number of trainable parameters (batch-norm statistics excluded)."""
   params = variable_shapes(model, image_shape)["params"]
   return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+
+
+def apply_with_features(model, variables, images):
+  """(logits, features) of a classifier at evaluation (train=False): float32 (B, K)
+  and its penultimate features, float32 (B, D)."""
+  logits, state = model.apply(variables, images, train=False, mutable=["intermediates"])
+  (features,) = state["intermediates"]["features"]
+  return logits, features.astype(jnp.float32)

@@ -121,6 +121,7 @@ class ResNet(nn.Module):
                   se_ratio=0.25 if self.rs else 0.0, drop_rate=drop,
                   dtype=self.dtype)(x, train)
     x = jnp.mean(x, axis=(1, 2))
+    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(
         jnp.float32)

@@ -51,6 +51,7 @@ class SmallCNN(nn.Module):
       for _ in range(2):
         x = nn.relu(norm()(conv(self.width * 2 ** stage)(x)))
     x = x.reshape(b, -1)
+    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(
         jnp.float32)
@@ -75,6 +76,7 @@ class SmallResNet(nn.Module):
                          bottleneck=False, resnet_d=False, se_ratio=0.0, drop_rate=0.0,
                          dtype=self.dtype)(x, train)
     x = jnp.mean(x, axis=(1, 2))
+    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(
         jnp.float32)

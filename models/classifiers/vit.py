@@ -99,6 +99,7 @@ class ViT(nn.Module):
     x = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
     if self.pre_logits:
       x = nn.tanh(nn.Dense(c, dtype=self.dtype, name="pre_logits")(x))
+    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     # big_vision zero-initialises the head; DeiT uses a small truncated normal.
     head_init = (nn.initializers.zeros if self.pre_logits
