@@ -121,6 +121,8 @@ class UNet(nn.Module):
 
   attention_resolutions are feature-map side lengths (pixels) at which every res
   block is followed by attention; the middle block always has attention.
+  conv_resample: 3×3 convolutions do the down- and upsampling (ADM's default); False
+  average-pools down and repeats pixels up, with no convolution.
   """
   num_classes: int
   out_channels: int
@@ -133,6 +135,7 @@ class UNet(nn.Module):
   context_dim: Optional[int] = None
   super_resolution: bool = False
   norm_groups: int = 32
+  conv_resample: bool = True
   dtype: jnp.dtype = jnp.float32
 
   def _check_inputs(self, x, low_res, aug_level, context):
@@ -185,7 +188,10 @@ class UNet(nn.Module):
           h = attention()(h, context)
         skips.append(h)
       if level < len(self.channel_mult) - 1:
-        h = conv3(h.shape[-1], strides=(2, 2))(h)
+        if self.conv_resample:
+          h = conv3(h.shape[-1], strides=(2, 2))(h)
+        else:
+          h = nn.avg_pool(h, (2, 2), strides=(2, 2))
         skips.append(h)
 
     h = res_block(h.shape[-1])(h, emb, train)
@@ -199,7 +205,9 @@ class UNet(nn.Module):
         if h.shape[1] in self.attention_resolutions:
           h = attention()(h, context)
       if level > 0:  # Nearest-neighbour ×2 (a broadcast, no gather), then a conv.
-        h = conv3(h.shape[-1])(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
+        h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+        if self.conv_resample:
+          h = conv3(h.shape[-1])(h)
 
     h = GroupNorm(self.norm_groups)(h)
     # Zero output: the untrained model predicts 0 (ADM).
@@ -214,7 +222,8 @@ def image_size_error(size, factor):
 
 def _config(**kw):
   base = dict(channels=3, dropout=0.0, context_dim=None, super_resolution=False,
-              low_res_size=None, norm_groups=32, prediction="eps", schedule="cosine")
+              low_res_size=None, norm_groups=32, conv_resample=True, prediction="eps",
+              schedule="cosine")
   return ml_collections.ConfigDict({**base, **kw})
 
 
@@ -227,14 +236,16 @@ _VARIANTS = {
     "tiny_sr": lambda: _config(
         image_size=16, channels=3, num_classes=4, base_channels=8, channel_mult=(1, 2),
         num_res_blocks=1, attention_resolutions=(), num_heads=2, norm_groups=4,
-        super_resolution=True, low_res_size=8, prediction="v"),
+        conv_resample=False, super_resolution=True, low_res_size=8, prediction="v"),
     # Fashion-MNIST: 28 → 14 → 7 at 32/64/64 channels, attention only at 7. Sized for
-    # throughput on a CPU (benchmarks/sampler_bench.py); 16 groups keep 2 channels
-    # per group in the 32-channel layers rather than a per-channel (instance) norm.
+    # throughput on a CPU (benchmarks/sampler_bench.py): ADM's conv_resample=False
+    # (average-pool down, nearest up) drops the two costliest convolutions at 28 px.
+    # 16 groups keep 2 channels per group in the 32-channel layers (32 would be a
+    # per-channel, instance norm).
     "fashion": lambda: _config(
         image_size=28, channels=1, num_classes=10, base_channels=32,
         channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(7,),
-        num_heads=4, dropout=0.1, norm_groups=16),
+        num_heads=4, dropout=0.1, norm_groups=16, conv_resample=False),
     # The paper's 64 px base model, ADM ImageNet-64 sizes, text cross-attention.
     "imagenet64": lambda: _config(
         image_size=64, num_classes=1000, base_channels=192, channel_mult=(1, 2, 3, 4),
@@ -265,11 +276,13 @@ def unet_config(variant):
 
 
 def build_unet(cfg):
-  """The UNet module a config describes."""
+  """The UNet module a config describes (configs saved before norm_groups or
+  conv_resample existed get ADM's defaults)."""
   return UNet(num_classes=cfg.num_classes, out_channels=cfg.channels,
               base_channels=cfg.base_channels, channel_mult=tuple(cfg.channel_mult),
               num_res_blocks=cfg.num_res_blocks,
               attention_resolutions=tuple(cfg.attention_resolutions),
               num_heads=cfg.num_heads, dropout=cfg.dropout,
               context_dim=cfg.context_dim, super_resolution=cfg.super_resolution,
-              norm_groups=cfg.norm_groups)
+              norm_groups=cfg.get("norm_groups", 32),
+              conv_resample=cfg.get("conv_resample", True))
