@@ -1,0 +1,1 @@
+"""fashion_mnist_local: real Fashion-MNIST from local idx files, as a TFDS dataset."""
