@@ -66,7 +66,7 @@ class DiffusionModel:
   low_res_shape: Optional[tuple] = None
 
   def __post_init__(self):
-    schedules._check_prediction(self.prediction)  # pylint: disable=protected-access
+    schedules.check_prediction(self.prediction)
     factor = 2 ** (len(self.module.channel_mult) - 1)
     if self.image_shape[0] % factor or self.image_shape[1] % factor:
       raise ValueError(unet.image_size_error(self.image_shape[:2], factor))

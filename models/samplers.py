@@ -177,7 +177,7 @@ def sample(model_fn, schedule, config, keys, labels, shape, *, prediction="eps",
   if not isinstance(config, SamplerConfig):
     raise TypeError(f"config must be a SamplerConfig, got {type(config).__name__}; "
                     "build one with SamplerConfig.from_dict(...).")
-  schedules._check_prediction(prediction)  # pylint: disable=protected-access
+  schedules.check_prediction(prediction)
   coeffs = _coefficients(schedule, config)
   guided = guidance_lib.guided(model_fn, config.guidance, null_label=num_classes,
                                with_cond=cond is not None)

@@ -97,7 +97,7 @@ def _expand(a, like):
 
 def training_target(x0, noise, alpha_bar, prediction):
   """What the network learns to output: ε, or v = √ᾱ·ε − √(1−ᾱ)·x0."""
-  _check_prediction(prediction)
+  check_prediction(prediction)
   if prediction == "eps":
     return noise
   ab = _expand(alpha_bar, x0)
@@ -106,7 +106,7 @@ def training_target(x0, noise, alpha_bar, prediction):
 
 def to_x0_eps(x_t, model_out, alpha_bar, prediction):
   """Turns a model output (ε or v) into the implied (x̂0, ε̂) pair."""
-  _check_prediction(prediction)
+  check_prediction(prediction)
   ab = _expand(alpha_bar, x_t)
   a, s = jnp.sqrt(ab), jnp.sqrt(1 - ab)
   if prediction == "eps":
@@ -121,7 +121,8 @@ def eps_from_x0(x_t, x0, alpha_bar):
   return (x_t - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
 
 
-def _check_prediction(prediction):
+def check_prediction(prediction):
+  """Raises a clear ValueError for a prediction type other than ε or v."""
   if prediction not in PREDICTIONS:
     raise ValueError(f"Unknown prediction type {prediction!r}; choose one of "
                      f"{PREDICTIONS}.")
