@@ -9,7 +9,9 @@ r"""Generates a synthetic dataset: ArrayRecord shards, class plan and manifest.
 
 Re-running into the same folder with the same config resumes: complete, verified
 shards are kept and the rest rewritten, with bytes identical to an uninterrupted run.
-A folder holding anything else is refused unless --overwrite.
+A folder holding anything else is refused unless --overwrite. Arguments that are
+neither this job's flags nor Beam pipeline options are refused, since Beam itself only
+warns and drops them.
 """
 import sys
 
@@ -37,6 +39,11 @@ _INPUT_ERRORS = (generation.GenerateError, class_plan.ClassPlanError,
 def main(argv):
   config = _CONFIG.value
   try:
+    unknown = generation.unknown_args(argv[1:])
+    if unknown:
+      raise generation.GenerateError(
+          f"Unknown argument(s) {' '.join(unknown)}: neither a flag of this job "
+          "(see --helpfull) nor a Beam pipeline option.")
     if _DRY_RUN.value:
       print(generation.dry_run_report(config))
       return
@@ -51,8 +58,16 @@ def main(argv):
 
 
 def _parse(argv):
-  # Flags we do not define are Beam pipeline options, handed to main.
-  return flags.FLAGS(argv, known_only=True)
+  # Flags we do not define are Beam pipeline options, handed to main (which refuses
+  # those Beam does not know either).
+  try:
+    return flags.FLAGS(argv, known_only=True)
+  except (ValueError, flags.Error) as e:
+    # E.g. an unknown config variant: get_config raises while --config is parsed,
+    # and config_flags puts the whole traceback into the message; keep its last line.
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    sys.exit(f"generate: {lines[0].rstrip(':')}: {lines[-1]}" if len(lines) > 1
+             else f"generate: {e}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ worker that samples them. The `generate` module is the command line around this.
 """
 import pathlib
 import shutil
+import time
 
 from absl import logging
 import apache_beam as beam
@@ -18,6 +19,7 @@ from apache_beam.utils import shared
 import jax
 import numpy as np
 
+from synthfactory.beam_jobs import progress
 from synthfactory.beam_jobs import shard_worker
 from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import manifest as manifest_lib
@@ -44,37 +46,67 @@ def build_plan(plan_config):
                       "fashion_mnist or uniform.")
 
 
-def _model_config(config, num_classes):
-  """(U-Net ConfigDict, model spec) of the config's checkpoint or init variant."""
+def _model_config(config, num_classes, what="base model"):
+  """(U-Net ConfigDict, model spec) of a checkpoint or init variant.
+
+  `config` is the job config (base model) or one of its `sr_stages` entries; both
+  have checkpoint, init and use_ema."""
   if bool(config.checkpoint) == bool(config.init):
-    raise GenerateError("Give exactly one of --config.checkpoint=<training workdir "
-                        "or checkpoints dir> and (tests only) --config.init=<U-Net "
-                        "variant>.")
+    raise GenerateError(f"{what}: give exactly one of checkpoint=<training workdir "
+                        "or checkpoints dir> and (tests only) init=<U-Net variant>.")
   if config.init:
     cfg = unet.unet_config(config.init)
     cfg.num_classes = num_classes
     return cfg, dict(checkpoint="", checkpoint_sha256="", init=config.init,
-                     init_seed=config.seed, num_classes=num_classes,
+                     init_seed=config.get("seed", 0), num_classes=num_classes,
                      use_ema=config.use_ema)
   from synthfactory.training import checkpoints  # pylint: disable=g-import-not-at-top
   path = checkpoints.resolve(config.checkpoint).absolute()
   if not path.is_dir():
-    raise GenerateError(f"Checkpoint {config.checkpoint} does not exist; pass a "
-                        "diffusion training run's workdir or its checkpoints dir as "
-                        "--config.checkpoint.")
+    raise GenerateError(f"{what}: checkpoint {config.checkpoint} does not exist; "
+                        "pass a diffusion training run's workdir or its checkpoints "
+                        "dir.")
   cfg = checkpoints.load_model_config(path)
   return cfg, dict(checkpoint=str(path),
                    checkpoint_sha256=manifest_lib.directory_sha256(path), init="",
                    init_seed=0, num_classes=cfg.num_classes, use_ema=config.use_ema)
 
 
+def _stage_configs(config, num_classes):
+  """[(U-Net ConfigDict, model spec, sampler dict, aug_level)] of base + SR stages,
+  with the chain checked here so a mismatch fails before any worker samples."""
+  cfg, model = _model_config(config, num_classes)
+  stages = [(cfg, model, samplers.SamplerConfig.from_dict(config.sampler).to_dict(),
+             0.0)]
+  for k, sr in enumerate(config.sr_stages, start=1):
+    what = f"SR stage {k}"
+    sr_cfg, sr_model = _model_config(sr, num_classes, what)
+    prev = stages[-1][0]
+    if not sr_cfg.get("low_res_size"):
+      raise GenerateError(f"{what} is a base model (no low_res_size); every stage "
+                          "after the base must be a super-resolution model.")
+    if (sr_cfg.low_res_size, sr_cfg.channels) != (prev.image_size, prev.channels):
+      raise GenerateError(
+          f"{what} upsamples {sr_cfg.low_res_size} px × {sr_cfg.channels} channel "
+          f"images but stage {k - 1} makes {prev.image_size} px × {prev.channels}; "
+          "reorder the stages or use an SR model of matching low_res_size.")
+    if not 0 <= sr.aug_level <= 1:
+      raise GenerateError(f"{what}: aug_level must be in [0, 1], got {sr.aug_level}.")
+    stages.append((sr_cfg, sr_model,
+                   samplers.SamplerConfig.from_dict(sr.sampler).to_dict(),
+                   float(sr.aug_level)))
+  return stages
+
+
 def build_spec(config, plan):
   """Everything that defines the dataset's bytes (see datasets/manifest.py)."""
-  cfg, model = _model_config(config, plan.num_classes)
-  if cfg.num_classes != plan.num_classes:
-    raise GenerateError(f"The model has {cfg.num_classes} classes, the class plan "
-                        f"{plan.num_classes}; pick a plan of the model's label space.")
-  sampler = samplers.SamplerConfig.from_dict(config.sampler)
+  stages = _stage_configs(config, plan.num_classes)
+  for k, (stage_cfg, *_) in enumerate(stages):
+    if stage_cfg.num_classes != plan.num_classes:
+      raise GenerateError(f"The stage {k} model has {stage_cfg.num_classes} classes, "
+                          f"the class plan {plan.num_classes}; pick a plan of the "
+                          "model's label space.")
+  (_, model, sampler, _), cfg = stages[0], stages[-1][0]  # The last stage's images.
   if config.image.encoding not in shards_lib.ENCODINGS:
     raise GenerateError(f"Unknown image encoding {config.image.encoding!r}; choose "
                         f"one of {shards_lib.ENCODINGS}.")
@@ -84,7 +116,10 @@ def build_spec(config, plan):
       "format": manifest_lib.FORMAT_VERSION,
       "name": config.name, "split": config.split, "num_shards": config.num_shards,
       "seed": config.seed, "batch_size": config.batch_size,
-      "sampler": sampler.to_dict(), "model": model,
+      "sampler": sampler, "model": model,
+      # Super-resolution stages after the base, in order (empty: base only).
+      "sr_stages": [dict(model=m, sampler=sc, aug_level=a)
+                    for _, m, sc, a in stages[1:]],
       "image": {"shape": [cfg.image_size, cfg.image_size, cfg.channels],
                 "encoding": config.image.encoding,
                 "jpeg_quality": config.image.jpeg_quality},
@@ -165,6 +200,8 @@ class _WriteShards(beam.DoFn):
     tf.config.set_visible_devices([], "GPU")  # Leave accelerators to JAX (DESIGN §4).
     self._per_class = [Metrics.counter(f"{_NAMESPACE}.class", str(c))
                        for c in range(len(self._spec["plan"]["classes"]))]
+    self._progress = progress.Progress(self._spec["plan"]["total"],
+                                       self._spec["num_shards"])
 
   def _generator(self):
     return self._shared.acquire(lambda: shard_worker.Generator(self._spec),
@@ -172,7 +209,8 @@ class _WriteShards(beam.DoFn):
 
   def process(self, shard):
     entry = shard_worker.completed_entry(self._spec, self._output_dir, shard)
-    if entry is not None:
+    written = entry is None
+    if not written:
       self._skipped.inc()
     else:
       entry, _ = shard_worker.write_shard(self._generator(), self._output_dir, shard)
@@ -181,6 +219,7 @@ class _WriteShards(beam.DoFn):
       for c, n in enumerate(entry["class_counts"]):
         if n:
           self._per_class[c].inc(n)
+    logging.info(self._progress.update(entry["num_records"], written))
     yield entry
 
 
@@ -206,6 +245,21 @@ def pipeline_runner(options):
   return None
 
 
+def unknown_args(beam_args):
+  """The args among `beam_args` that no Beam PipelineOptions class defines.
+
+  Beam itself only logs a warning for these and drops them, so a typo such as
+  --direct_num_worker=2 would silently run something else. Parsed the way
+  PipelineOptions.get_all_options does (its argparse subclass, every options class).
+  """
+  parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
+  classes = {str(c): c for c in pipeline_options.PipelineOptions.__subclasses__()}
+  for cls in classes.values():
+    cls._add_argparse_args(parser)  # pylint: disable=protected-access
+  _, unknown = parser.parse_known_args(list(beam_args))
+  return unknown
+
+
 def run(config, output_dir, *, overwrite=False, beam_args=()):
   """Generates the dataset: returns the manifest dict."""
   plan = build_plan(config.plan)
@@ -215,6 +269,7 @@ def run(config, output_dir, *, overwrite=False, beam_args=()):
                mode, plan.total, plan.num_classes, spec["num_shards"])
   output_dir = str(pathlib.Path(output_dir).absolute())
   options = pipeline_options.PipelineOptions(list(beam_args))
+  start = time.monotonic()
   with beam.Pipeline(runner=pipeline_runner(options), options=options) as p:
     _ = (p
          | "Shards" >> beam.Create(range(spec["num_shards"]))
@@ -222,14 +277,18 @@ def run(config, output_dir, *, overwrite=False, beam_args=()):
          | "Write" >> beam.ParDo(_WriteShards(spec, output_dir))
          | "Collect" >> beam.combiners.ToList()
          | "Manifest" >> beam.Map(_write_manifest, spec, output_dir))
+  seconds = time.monotonic() - start  # Includes model loading and compiling.
+  logging.info("done: %d images in %d shards in %.1f s (%.1f images/s overall)",
+               plan.total, spec["num_shards"], seconds, plan.total / max(seconds, 1e-9))
   return manifest_lib.read_json(pathlib.Path(output_dir) / manifest_lib.MANIFEST_FILE,
                                 "manifest")
 
 
-def forward_flops(config, plan):
-  """FLOPs of one model evaluation on one image (XLA's cost analysis, no compile)."""
+def forward_flops(config, plan, stage=0):
+  """FLOPs of one evaluation of a stage's model (0: base, k: SR stage k) on one
+  image (XLA's cost analysis, no compile)."""
   from synthfactory.models import diffusion_model  # pylint: disable=g-import-not-at-top
-  cfg, _ = _model_config(config, plan.num_classes)
+  cfg = _stage_configs(config, plan.num_classes)[stage][0]
   model = diffusion_model.DiffusionModel.from_config(cfg)
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   x = jax.ShapeDtypeStruct((1,) + tuple(model.image_shape), jax.numpy.float32)
@@ -248,7 +307,13 @@ def dry_run_report(config):
   plan = build_plan(config.plan)
   sampler = samplers.SamplerConfig.from_dict(config.sampler)
   evals = 1 if sampler.guidance == 1 else 2  # Guidance adds the unconditional pass.
-  flops = forward_flops(config, plan) * evals * sampler.steps * plan.total
+  flops = 0.0
+  for k, (_, _, stage_sampler, _) in enumerate(_stage_configs(config,
+                                                              plan.num_classes)):
+    stage_sampler = samplers.SamplerConfig.from_dict(stage_sampler)
+    stage_evals = 1 if stage_sampler.guidance == 1 else 2
+    flops += (forward_flops(config, plan, k) * stage_evals * stage_sampler.steps
+              * plan.total)
   sizes = shards_lib.shard_sizes(plan, config.num_shards)
   counts = plan.counts
   lines = [
@@ -257,7 +322,9 @@ def dry_run_report(config):
       f"shards: {config.num_shards} of {sizes.min()} … {sizes.max()} images "
       f"({config.name}-{config.split}.array_record-*)",
       f"sampler: {sampler.name}, {sampler.steps} steps, guidance {sampler.guidance} "
-      f"({evals} model evaluation(s) a step)",
+      f"({evals} model evaluation(s) a step)"
+      + "".join(f"; SR stage {k}: {sr.sampler.name}, {sr.sampler.steps} steps"
+                for k, sr in enumerate(config.sr_stages, start=1)),
       f"estimated cost: {flops:.3g} FLOPs",
   ]
   if config.throughput > 0:

@@ -19,6 +19,7 @@ from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import manifest as manifest_lib
 from synthfactory.datasets import seeding
 from synthfactory.datasets import shards as shards_lib
+from synthfactory.models import cascade as cascade_lib
 from synthfactory.models import diffusion_model
 from synthfactory.models import samplers
 from synthfactory.models import unet
@@ -44,28 +45,36 @@ def load_model(model_spec):
 
 
 class Generator:
-  """Model + compiled sampler + record features of one dataset spec.
+  """Cascade (base + SR stages) + record features of one dataset spec.
 
   A plain class instance, so `apache_beam.utils.shared.Shared` can hold it by weak
-  reference and every DoFn of a worker process shares one copy.
+  reference and every DoFn of a worker process shares one copy (every stage's model
+  is loaded and compiled once per worker).
   """
 
   def __init__(self, spec):
     self.spec = spec
     self.plan = class_plan_lib.ClassPlan.from_dict(spec["plan"])
-    self.model, self.params = load_model(spec["model"])
+    stage_specs = [dict(model=spec["model"], sampler=spec["sampler"], aug_level=0.0)]
+    stage_specs += spec.get("sr_stages", [])
+    stages = []
+    for k, stage in enumerate(stage_specs):
+      model, params = load_model(stage["model"])
+      if model.num_classes != self.plan.num_classes:
+        raise GenerationError(
+            f"The stage {k} model has {model.num_classes} classes, the class plan "
+            f"{self.plan.num_classes}; use a plan for this model's label space.")
+      stages.append(cascade_lib.Stage(
+          model, params, samplers.SamplerConfig.from_dict(stage["sampler"]),
+          stage["aug_level"]))
+    try:  # Checks the chain (base first, each SR stage's input size) before sampling.
+      self.cascade = cascade_lib.Cascade(stages)
+    except ValueError as e:
+      raise GenerationError(f"The cascade does not chain: {e}") from e
     shape = tuple(spec["image"]["shape"])
-    if tuple(self.model.image_shape) != shape:
-      raise GenerationError(f"The model makes {self.model.image_shape} images, the "
-                            f"dataset spec says {shape}.")
-    if self.model.num_classes != self.plan.num_classes:
-      raise GenerationError(
-          f"The model has {self.model.num_classes} classes, the class plan "
-          f"{self.plan.num_classes}; use a plan for this model's label space.")
-    self._sample = samplers.make_sampler(
-        self.model.apply, self.model.schedule,
-        samplers.SamplerConfig.from_dict(spec["sampler"]), shape,
-        prediction=self.model.prediction, num_classes=self.model.num_classes)
+    if self.cascade.output_shape != shape:
+      raise GenerationError(f"The cascade makes {self.cascade.output_shape} images, "
+                            f"the dataset spec says {shape}.")
     self.features = shards_lib.features(self.plan.names, shape,
                                         spec["image"]["encoding"])
 
@@ -80,7 +89,7 @@ class Generator:
       lab = np.concatenate([lab, np.full(batch - n, lab[0])])
       idx = np.concatenate([idx, np.full(batch - n, idx[0])])
       keys = seeding.item_keys(self.spec["seed"], lab, idx)
-      x = self._sample(self.params, keys, jnp.asarray(lab, jnp.int32))
+      x = self.cascade.sample(keys, jnp.asarray(lab, jnp.int32))
       yield shards_lib.to_uint8(jax.device_get(x))[:n]
 
   def records(self, labels, indices):

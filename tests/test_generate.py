@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from synthfactory.beam_jobs import generation
+from synthfactory.beam_jobs import progress
 from synthfactory.beam_jobs import shard_worker
 from synthfactory.beam_jobs.configs import generate as generate_configs
 from synthfactory.datasets import class_plan
@@ -219,6 +220,16 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, env):
   assert "Traceback" not in got.stderr and not (tmp_path / "out").exists()
 
 
+def test_cli_refuses_unknown_variant_and_flags_in_one_line(tmp_path, env):
+  got = cli("generate", CONFIG.replace(":ci", ":nope"), "--dry_run", env=env)
+  assert got.returncode != 0 and "Traceback" not in got.stderr
+  assert got.stderr.strip().splitlines()[-1].endswith(
+      "Unknown config variant 'nope'; choose ci, ci_cascade or fashion.")
+  got = cli("generate", CONFIG, "--dry_run", "--direct_num_worker=2", env=env)
+  assert got.returncode != 0 and "Traceback" not in got.stderr
+  assert "generate: Unknown argument(s) --direct_num_worker=2" in got.stderr
+
+
 def test_missing_checkpoint_and_unknown_variant(tmp_path):
   with pytest.raises(generation.GenerateError, match="does not exist"):
     generation.run(ci_config(init="", checkpoint=str(tmp_path / "nope")),
@@ -285,3 +296,39 @@ def test_damaged_dataset_is_not_registered_or_read(reference, tmp_path):
   (data / name).unlink()
   with pytest.raises(registration.DatasetError, match="missing or damaged"):
     registration.tf_dataset(data)
+
+
+def test_cascade_makes_sr_sized_images_deterministically(tmp_path):
+  config = generate_configs.get_config("ci_cascade")
+  config.plan.per_class, config.num_shards = 1, 1   # 4 images: keep it quick.
+  first = generation.run(config, tmp_path / "a", beam_args=IN_MEMORY)
+  assert first["image"]["shape"] == [16, 16, 3]
+  assert [s["model"]["init"] for s in first["sr_stages"]] == ["tiny_sr"]
+  plan = class_plan.ClassPlan.read(tmp_path / "a" / manifest.PLAN_FILE)
+  feats = shards.features(plan.names, first["image"]["shape"])
+  images = [feats.deserialize_example_np(r)["image"]
+            for r in shards.read_records(tmp_path / "a" / first["shards"][0]["file"])]
+  assert len(images) == 4 and all(i.shape == (16, 16, 3) for i in images)
+  generation.run(config, tmp_path / "b", beam_args=IN_MEMORY)
+  assert files(tmp_path / "b") == files(tmp_path / "a")
+
+
+def test_cascade_chain_mismatch_fails_before_sampling(tmp_path):
+  config = generate_configs.get_config("ci_cascade")
+  config.sr_stages = (generate_configs.sr_stage(init="tiny"),)
+  with pytest.raises(generation.GenerateError, match="SR stage 1 is a base model"):
+    generation.run(config, tmp_path / "out")
+  config.sr_stages = (generate_configs.sr_stage(init="tiny_sr"),) * 2
+  with pytest.raises(generation.GenerateError, match="SR stage 2 upsamples 8 px"):
+    generation.run(config, tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+def test_progress_line_has_count_rate_and_eta():
+  now = [0.0]
+  p = progress.Progress(100, 4, clock=lambda: now[0])
+  assert "ETA unknown" in p.update(25, written=False)  # Skipped: no rate yet.
+  now[0] = 5.0
+  line = p.update(25, written=True)
+  assert "50/100 images (50.0%)" in line and "2/4 shards" in line
+  assert "5.0 images/s" in line and "ETA 0m10s for the remaining 50" in line

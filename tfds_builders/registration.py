@@ -48,7 +48,8 @@ def features(m):
 
 def provenance(m):
   """What made the dataset: stored as the TFDS dataset's metadata.json."""
-  return {"checkpoint": m["model"], "sampler": m["sampler"], "seed": m["seed"],
+  return {"checkpoint": m["model"], "sampler": m["sampler"],
+          "sr_stages": m.get("sr_stages", []), "seed": m["seed"],
           "batch_size": m["batch_size"], "package_version": m["package_version"],
           "class_plan": {"source": m["plan"]["source"],
                          "multiplier": m["plan"]["multiplier"],

@@ -4,6 +4,8 @@ Variants:
   ci       a freshly initialised tiny U-Net (no checkpoint needed) at 8 px, 4 classes
            × 5 images, 3 shards (7, 7, 6: a padded batch), 4 DDIM steps: seconds,
            for tests and smoke runs.
+  ci_cascade  ci's 8 px base, then a tiny_sr stage to 16 px (both initialised, 4
+           DDIM steps each): the cascade path of the worker, in seconds.
   fashion  (default) 1× Fashion-MNIST (6000 a class) from a trained 28 px model:
            pass --config.checkpoint=<training workdir or checkpoints dir>.
 
@@ -26,6 +28,9 @@ def get_config(arg="fashion"):
       source="fashion_mnist", multiplier="1", num_classes=0, per_class=0))
   c.sampler = ml_collections.ConfigDict(samplers.SamplerConfig(
       name="ddim", steps=100, guidance=1.0).to_dict())
+  # Super-resolution stages run after the base model inside the worker (base → SR
+  # → SR); each is sr_stage(...) below. Empty: the base model's images are the data.
+  c.sr_stages = ()
   c.seed = 0
   # Items are always sampled in batches of exactly this size (the last one padded),
   # so an image's bytes never depend on how many items its shard has left.
@@ -35,11 +40,26 @@ def get_config(arg="fashion"):
   # Images/s of one worker for --dry_run's time estimate (0: unknown).
   c.throughput = 0.0
 
-  if arg == "ci":
+  if arg in ("ci", "ci_cascade"):
     c.name, c.init = "synthetic_ci", "tiny"
     c.plan.update(source="uniform", num_classes=4, per_class=5)
     c.sampler.steps = 4
     c.batch_size, c.num_shards = 4, 3
+    if arg == "ci_cascade":
+      c.name = "synthetic_ci_cascade"
+      c.sr_stages = (sr_stage(init="tiny_sr", steps=4),)
   elif arg != "fashion":
-    raise ValueError(f"Unknown config variant {arg!r}; choose ci or fashion.")
+    raise ValueError(f"Unknown config variant {arg!r}; choose ci, ci_cascade or "
+                     "fashion.")
   return c
+
+
+def sr_stage(checkpoint="", init="", use_ema=True, steps=32, aug_level=0.0,
+             **sampler):
+  """One super-resolution stage: its checkpoint (or, tests only, init=<U-Net
+  variant>), sampler config (DDIM, guidance 1.0 by default: the paper's SR setting)
+  and the noise-conditioning level of its low-resolution input (0 at sampling)."""
+  return ml_collections.ConfigDict(dict(
+      checkpoint=checkpoint, init=init, use_ema=use_ema, aug_level=aug_level,
+      sampler=samplers.SamplerConfig(**{"name": "ddim", "steps": steps,
+                                        "guidance": 1.0, **sampler}).to_dict()))
