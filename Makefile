@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: venv data test test-slow bench demo clean
+.PHONY: venv data test test-slow bench demo demo-full clean
 
 # The venv is rebuilt when setup.py changes (the stamp records the last install).
 $(VENV)/.installed: setup.py
@@ -38,10 +39,15 @@ test-slow: venv data
 bench: venv
 	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done
 
-# The end-to-end embedded factory lands with the workflow issue; until then, say so.
-demo:
-	@echo "make demo is not available yet: the end-to-end workflow (issue 5) is in" \
-	      "progress. README.md 'Jobs' lists what runs today."; exit 1
+# The embedded factory end to end (pipelines/configs/fashion.py:demo, ~15 min on 2
+# CPU cores); rerun to resume. demo-full: the 1× run behind results/embedded_full.json.
+demo: venv data
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m synthfactory.pipelines.run \
+	  --config=pipelines/configs/fashion.py:demo $(DEMO_ARGS)
+
+demo-full: venv data
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m synthfactory.pipelines.run \
+	  --config=pipelines/configs/fashion.py:full $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

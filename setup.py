@@ -19,6 +19,7 @@ _INSTALL_REQUIRES = [
     "importlib_resources>=6",
     "jax>=0.6,<0.11",
     "jaxlib>=0.6,<0.11",
+    "matplotlib>=3.8,<4",
     "ml-collections>=1.0,<2",
     "mlcroissant>=1.0,<2",
     "numpy>=2.0,<3",
@@ -30,7 +31,9 @@ _INSTALL_REQUIRES = [
 ]
 
 _EXTRAS = {
-    "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
+    # gcp-storage-emulator: a local GCS for the gs:// tests (tests/test_storage.py).
+    "test": ["gcp-storage-emulator>=2026.7,<2028", "pytest>=8,<10",
+             "pytest-xdist>=3.6,<4"],
 }
 
 

@@ -6,9 +6,10 @@
 
 Only shard ids and small manifest entries move between steps; images never leave the
 worker that samples them. The `generate` module is the command line around this.
+The output folder and the checkpoints may be local or gs:// (datasets/storage.py).
 """
+import fnmatch
 import pathlib
-import shutil
 import time
 
 from absl import logging
@@ -24,6 +25,7 @@ from synthfactory.beam_jobs import shard_worker
 from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import manifest as manifest_lib
 from synthfactory.datasets import shards as shards_lib
+from synthfactory.datasets import storage
 from synthfactory.models import samplers
 from synthfactory.models import unet
 
@@ -42,8 +44,15 @@ def build_plan(plan_config):
     return class_plan_lib.fashion_mnist(n)
   if source == "uniform":
     return class_plan_lib.uniform(plan_config.num_classes, plan_config.per_class, n)
+  if source == "tfds":
+    if not plan_config.get("tfds_name"):
+      raise GenerateError("plan.source=tfds needs plan.tfds_name, e.g. "
+                          "--config.plan.tfds_name=fashion_mnist_local.")
+    return class_plan_lib.from_tfds(plan_config.tfds_name, n,
+                                    split=plan_config.get("tfds_split") or "train",
+                                    data_dir=plan_config.get("data_dir") or None)
   raise GenerateError(f"Unknown plan source {source!r}; choose imagenet2012, "
-                      "fashion_mnist or uniform.")
+                      "fashion_mnist, uniform or tfds.")
 
 
 def _model_config(config, num_classes, what="base model"):
@@ -61,13 +70,24 @@ def _model_config(config, num_classes, what="base model"):
                      init_seed=config.get("seed", 0), num_classes=num_classes,
                      use_ema=config.use_ema)
   from synthfactory.training import checkpoints  # pylint: disable=g-import-not-at-top
-  path = checkpoints.resolve(config.checkpoint).absolute()
-  if not path.is_dir():
+  uri = config.checkpoint
+  if storage.is_gcs(uri):
+    try:
+      sub = storage.join(uri, checkpoints.SUBDIR)
+      uri = storage.absolute(sub if storage.isdir(sub) else uri)
+      # The spec keeps the gs:// uri, so every worker (on any machine) fetches it.
+      path = pathlib.Path(storage.localize(uri)) if storage.isdir(uri) else None
+    except storage.StorageError as e:
+      raise GenerateError(f"{what}: {e}") from e
+  else:
+    path = checkpoints.resolve(uri).absolute()
+    uri = str(path)
+  if path is None or not path.is_dir():
     raise GenerateError(f"{what}: checkpoint {config.checkpoint} does not exist; "
                         "pass a diffusion training run's workdir or its checkpoints "
                         "dir.")
   cfg = checkpoints.load_model_config(path)
-  return cfg, dict(checkpoint=str(path),
+  return cfg, dict(checkpoint=uri,
                    checkpoint_sha256=manifest_lib.directory_sha256(path), init="",
                    init_seed=0, num_classes=cfg.num_classes, use_ema=config.use_ema)
 
@@ -134,51 +154,54 @@ _DATASET_FILES = (manifest_lib.PLAN_FILE, manifest_lib.SPEC_FILE,
                   "dataset_info.json", "features.json", "metadata.json")
 
 
-def _is_dataset_file(path):
-  name = path.name
+def _is_dataset_file(name):
   return (".array_record-" in name or name.startswith(".") and ".tmp-" in name
           or name.endswith(".labels.txt") or name in _DATASET_FILES)
 
 
 def prepare_output(output_dir, spec, overwrite):
-  """Makes `output_dir` ready: new, or the same dataset (resumed), or --overwrite.
+  """Makes `output_dir` (local or gs://) ready: new, or the same dataset (resumed),
+  or --overwrite.
 
   Returns "new", "resume" or "overwrite". Writes the plan and the spec.
   """
-  if str(output_dir).startswith("gs://"):
-    raise GenerateError("gs:// output is not supported yet: ArrayRecord cannot write "
-                        "to GCS. Generate into a local folder and upload it.")
-  out = pathlib.Path(output_dir)
+  out = storage.absolute(output_dir)
   mode = "new"
-  if out.exists() and not out.is_dir():
+  if storage.isfile(out):
     raise GenerateError(f"--output_dir {out} is a file; name a folder.")
-  if out.exists() and any(out.iterdir()):
-    spec_file = out / manifest_lib.SPEC_FILE
-    same = (spec_file.exists() and
+  names = storage.listdir(out) if storage.isdir(out) else []
+  if names:
+    spec_file = storage.join(out, manifest_lib.SPEC_FILE)
+    same = (manifest_lib.SPEC_FILE in names and
             manifest_lib.read_json(spec_file, "dataset spec") == spec)
     if same:
       mode = "resume"
       # Temporary files of a killed run (no cleanup runs under SIGKILL). Safe here:
-      # this job's workers have not started yet.
-      for folder in (out, out / shard_worker.STATUS_DIR):
-        for path in folder.glob(".*.tmp-*"):
-          path.unlink()
+      # this job's workers have not started yet. (GCS has none: uploads are whole.)
+      status = storage.join(out, shard_worker.STATUS_DIR)
+      for folder in (out, status):
+        for name in storage.listdir(folder) if storage.isdir(folder) else ():
+          if fnmatch.fnmatch(name, ".*.tmp-*"):
+            storage.delete(storage.join(folder, name))
     elif not overwrite:
       what = ("a different dataset (its dataset_spec.json differs)"
-              if spec_file.exists() else "files that are not this dataset")
+              if manifest_lib.SPEC_FILE in names else "files that are not this dataset")
       raise GenerateError(f"--output_dir {out} already holds {what}. Pass "
                           "--overwrite to replace that dataset's files, or choose an "
                           "empty folder.")
     else:
       mode = "overwrite"
-      for path in out.iterdir():
-        if _is_dataset_file(path):
-          shutil.rmtree(path) if path.is_dir() else path.unlink()
+      for name in names:
+        if _is_dataset_file(name):
+          storage.delete(storage.join(out, name))
   try:
-    (out / shard_worker.STATUS_DIR).mkdir(parents=True, exist_ok=True)
+    storage.makedirs(storage.join(out, shard_worker.STATUS_DIR))
     plan = class_plan_lib.ClassPlan.from_dict(spec["plan"])
-    plan.write(out / manifest_lib.PLAN_FILE)
-    manifest_lib.write_json(out / manifest_lib.SPEC_FILE, spec)
+    storage.write_bytes(storage.join(out, manifest_lib.PLAN_FILE),
+                        plan.to_json().encode())
+    manifest_lib.write_json(storage.join(out, manifest_lib.SPEC_FILE), spec)
+  except storage.StorageError:
+    raise
   except OSError as e:
     raise GenerateError(f"Cannot write to --output_dir {out}: {e.strerror}. Choose "
                         "a writable folder.") from e
@@ -231,7 +254,7 @@ def _write_manifest(entries, spec, output_dir):
     raise shard_worker.GenerationError(
         "The shards do not meet the class plan (per-class counts differ); delete "
         f"{output_dir}/{shard_worker.STATUS_DIR} and re-run.")
-  manifest_lib.write_json(pathlib.Path(output_dir) / manifest_lib.MANIFEST_FILE,
+  manifest_lib.write_json(storage.join(output_dir, manifest_lib.MANIFEST_FILE),
                           manifest)
 
 
@@ -261,13 +284,17 @@ def unknown_args(beam_args):
 
 
 def run(config, output_dir, *, overwrite=False, beam_args=()):
-  """Generates the dataset: returns the manifest dict."""
+  """Generates the dataset into `output_dir` (local or gs://): returns the manifest
+  dict."""
   plan = build_plan(config.plan)
   spec = build_spec(config, plan)
-  mode = prepare_output(output_dir, spec, overwrite)
+  try:
+    mode = prepare_output(output_dir, spec, overwrite)
+  except storage.StorageError as e:
+    raise GenerateError(str(e)) from e  # A bucket or credentials problem: one line.
   logging.info("output %s (%s): %d images of %d classes in %d shards", output_dir,
                mode, plan.total, plan.num_classes, spec["num_shards"])
-  output_dir = str(pathlib.Path(output_dir).absolute())
+  output_dir = storage.absolute(output_dir)
   options = pipeline_options.PipelineOptions(list(beam_args))
   start = time.monotonic()
   with beam.Pipeline(runner=pipeline_runner(options), options=options) as p:
@@ -280,7 +307,7 @@ def run(config, output_dir, *, overwrite=False, beam_args=()):
   seconds = time.monotonic() - start  # Includes model loading and compiling.
   logging.info("done: %d images in %d shards in %.1f s (%.1f images/s overall)",
                plan.total, spec["num_shards"], seconds, plan.total / max(seconds, 1e-9))
-  return manifest_lib.read_json(pathlib.Path(output_dir) / manifest_lib.MANIFEST_FILE,
+  return manifest_lib.read_json(storage.join(output_dir, manifest_lib.MANIFEST_FILE),
                                 "manifest")
 
 

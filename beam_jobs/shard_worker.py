@@ -4,10 +4,9 @@ A `Generator` holds the model, its compiled sampler and the record features; a w
 process builds one and reuses it for every shard it is given. `write_shard` skips a
 shard whose file is complete and verified (a resumed or retried job) and otherwise
 writes it atomically, so whatever happens around it the shard ends up with the same
-bytes.
+bytes. The output folder may be local or gs:// (datasets/storage.py).
 """
 import json
-import pathlib
 import time
 
 from absl import logging
@@ -19,6 +18,7 @@ from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import manifest as manifest_lib
 from synthfactory.datasets import seeding
 from synthfactory.datasets import shards as shards_lib
+from synthfactory.datasets import storage
 from synthfactory.models import cascade as cascade_lib
 from synthfactory.models import diffusion_model
 from synthfactory.models import samplers
@@ -40,7 +40,8 @@ def load_model(model_spec):
     model = diffusion_model.DiffusionModel.from_config(cfg)
     return model, model.init(jax.random.PRNGKey(model_spec["init_seed"]))
   from synthfactory.training import checkpoints  # pylint: disable=g-import-not-at-top
-  return checkpoints.load_model(model_spec["checkpoint"],
+  # A gs:// checkpoint is copied to this worker's cache once, then read locally.
+  return checkpoints.load_model(storage.localize(model_spec["checkpoint"]),
                                 use_ema=model_spec["use_ema"])
 
 
@@ -107,7 +108,7 @@ class Generator:
 
 
 def _status_path(output_dir, filename):
-  return pathlib.Path(output_dir) / STATUS_DIR / f"{filename}.json"
+  return storage.join(output_dir, STATUS_DIR, f"{filename}.json")
 
 
 def completed_entry(spec, output_dir, shard):
@@ -118,17 +119,16 @@ def completed_entry(spec, output_dir, shard):
   """
   filename = shards_lib.shard_filename(spec["name"], spec["split"], shard,
                                        spec["num_shards"])
-  status, path = _status_path(output_dir, filename), pathlib.Path(output_dir) / filename
-  if not status.exists() or not path.exists():
-    return None
+  status, path = _status_path(output_dir, filename), storage.join(output_dir, filename)
   try:
-    entry = json.loads(status.read_text())
-  except json.JSONDecodeError:
+    entry = json.loads(storage.read_bytes(status))
+  except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    return None
+  if not storage.isfile(path):
     return None
   size = shards_lib.shard_sizes(class_plan_lib.ClassPlan.from_dict(spec["plan"]),
                                 spec["num_shards"])[shard]
-  if entry.get("num_records") != size or shards_lib.file_sha256(path) != entry.get(
-      "sha256"):
+  if entry.get("num_records") != size or storage.sha256(path) != entry.get("sha256"):
     logging.warning("shard %s is damaged or incomplete: rewriting it", filename)
     return None
   return entry
@@ -144,9 +144,8 @@ def write_shard(generator, output_dir, shard):
   start = time.perf_counter()
   filename = shards_lib.shard_filename(spec["name"], spec["split"], shard,
                                        spec["num_shards"])
-  sha, count = shards_lib.write_atomic(
-      pathlib.Path(output_dir) / filename,
-      generator.records(labels, indices))
+  sha, count = shards_lib.write_atomic(storage.join(output_dir, filename),
+                                      generator.records(labels, indices))
   if count != len(labels):
     raise GenerationError(f"Shard {filename}: wrote {count} records, expected "
                           f"{len(labels)}.")

@@ -7,6 +7,7 @@ Items are addressed as (label, index), index 0 … quota − 1 within the class.
 """
 import dataclasses
 import fractions
+import functools
 import importlib.resources
 import json
 import math
@@ -229,17 +230,35 @@ def uniform(num_classes, per_class, multiplier=1, *, source="uniform", ids=None,
                      names=names)
 
 
+@functools.cache
+def _imagenet2012_classes():
+  text = (importlib.resources.files("synthfactory.datasets") / "data" /
+          _IMAGENET_FILE).read_text()
+  return tuple(json.loads(text)["classes"])
+
+
+def imagenet2012_ids():
+  """ImageNet-2012's 1000 WordNet ids in label order (sorted ids, as TFDS)."""
+  return [c["id"] for c in _imagenet2012_classes()]
+
+
+def imagenet2012_names():
+  """ImageNet-2012's 1000 CLIP-style readable names in label order ("tench", …).
+
+  They are also the class prompts of the text-conditioned U-Nets (DESIGN §5).
+  """
+  return [c["name"] for c in _imagenet2012_classes()]
+
+
 def imagenet2012(multiplier):
   """N× ImageNet-2012's train counts (1000 classes, 1,281,167 images at 1×).
 
-  Class ids are WordNet ids; the shipped file has no readable names, so names are the
-  WordNet ids too.
+  Class ids are WordNet ids, names the CLIP-style readable names.
   """
-  text = (importlib.resources.files("synthfactory.datasets") / "data" /
-          _IMAGENET_FILE).read_text()
-  classes = json.loads(text)["classes"]
+  classes = _imagenet2012_classes()
   return from_counts([c["count"] for c in classes], multiplier,
-                     source="imagenet2012:train", ids=[c["id"] for c in classes])
+                     source="imagenet2012:train", ids=imagenet2012_ids(),
+                     names=imagenet2012_names())
 
 
 def fashion_mnist(multiplier, split="train"):
@@ -249,3 +268,14 @@ def fashion_mnist(multiplier, split="train"):
   return from_labels(labels, multiplier, source=f"fashion_mnist:{split}",
                      names=list(fmnist.CLASS_NAMES))
 
+
+def from_tfds(name, multiplier, split="train", data_dir=None):
+  """N× the label histogram of `split` of a prepared TFDS dataset.
+
+  `name` is "name[/config][:version]"; the dataset needs a ClassLabel `label`, whose
+  names become the class ids and names. Reads every label of the split once.
+  """
+  from synthfactory.datasets import tfds_labels  # pylint: disable=g-import-not-at-top
+  counts, names, full_name = tfds_labels.label_counts(name, split, data_dir)
+  return from_counts(counts, multiplier, source=f"tfds:{full_name}:{split}",
+                     ids=names, names=names)

@@ -10,18 +10,18 @@ A dataset folder holds:
                       counts and SHA-256; written last, when every shard is done;
   <name>-<split>.array_record-<k>-of-<n>   the shards.
 All JSON is written with sorted keys and no timestamps, so the same dataset always
-has the same bytes.
+has the same bytes. A dataset folder may be local or gs:// (datasets/storage.py).
 """
 import hashlib
 import importlib.metadata
 import json
 import pathlib
-import uuid
 
 import numpy as np
 
 from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import shards as shards_lib
+from synthfactory.datasets import storage
 
 PLAN_FILE = "class_plan.json"
 SPEC_FILE = "dataset_spec.json"
@@ -38,20 +38,18 @@ def dumps(obj):
 
 
 def write_json(path, obj):
-  """Writes JSON atomically (temp file + rename)."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")  # Unique per writer.
-  tmp.write_text(dumps(obj))
-  tmp.replace(path)
+  """Writes JSON atomically (local: temp file + rename; GCS: one upload)."""
+  storage.write_bytes(path, dumps(obj).encode())
 
 
 def read_json(path, what):
-  path = pathlib.Path(path)
-  if not path.exists():
-    raise ManifestError(f"No {what} at {path}.")
   try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
+    raw = storage.read_bytes(path)
+  except FileNotFoundError as e:
+    raise ManifestError(f"No {what} at {path}.") from e
+  try:
+    return json.loads(raw)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ManifestError(f"{what} {path} is not valid JSON: {e}.") from e
 
 
@@ -100,18 +98,20 @@ def problems(data_dir, decode_sample=8):
   that per-class counts add up to the plan's quotas, and decodes `decode_sample`
   records of each shard, comparing their (label, index) with the layout.
   """
-  data_dir = pathlib.Path(data_dir)
   try:
-    m = read_json(data_dir / MANIFEST_FILE, "manifest")
+    m = read_json(storage.join(data_dir, MANIFEST_FILE), "manifest")
     plan = class_plan_lib.ClassPlan.from_dict(m["plan"])
   except (ManifestError, class_plan_lib.ClassPlanError, KeyError) as e:
     return [f"manifest: {e}"]
   found = []
-  if (data_dir / PLAN_FILE).exists():
-    if class_plan_lib.ClassPlan.read(data_dir / PLAN_FILE) != plan:
+  try:
+    plan_file = read_json(storage.join(data_dir, PLAN_FILE), PLAN_FILE)
+    if class_plan_lib.ClassPlan.from_dict(plan_file) != plan:
       found.append(f"{PLAN_FILE} differs from the plan in the manifest.")
-  else:
-    found.append(f"{PLAN_FILE} is missing.")
+  except ManifestError:
+    found.append(f"{PLAN_FILE} is missing or not valid JSON.")
+  except class_plan_lib.ClassPlanError as e:
+    found.append(f"{PLAN_FILE}: {e}")
   num_shards = m.get("num_shards", 0)
   sizes = shards_lib.shard_sizes(plan, num_shards) if num_shards else []
   totals = np.zeros(plan.num_classes, np.int64)
@@ -132,26 +132,28 @@ def problems(data_dir, decode_sample=8):
                    f"{len(expected)}.")
     if counts.tolist() != np.bincount(expected, minlength=plan.num_classes).tolist():
       found.append(f"{name}: manifest per-class counts differ from the layout.")
-    path = data_dir / name
-    if not path.exists():
+    path = storage.join(data_dir, name)
+    if not storage.isfile(path):
       found.append(f"{name}: shard file is missing.")
       continue
-    sha = shards_lib.file_sha256(path)
-    if sha != e["sha256"]:
-      found.append(f"{name}: SHA-256 {sha[:12]}… differs from the manifest's "
-                   f"{e['sha256'][:12]}… (the file is damaged or was replaced).")
     if feats is None:
       feats = shards_lib.features(plan.names, m["image"]["shape"],
                                   m["image"]["encoding"])
-    try:
-      count, sample = 0, []
-      for record in shards_lib.iter_records(path):  # Reads every chunk: §4.
-        if count < decode_sample:
-          sample.append(record)
-        count += 1
-    except shards_lib.ShardError as err:
-      found.append(f"{name}: {err}")
-      continue
+    # A gs:// shard is downloaded once, then hashed and read like a local one.
+    with storage.local_copy(path) as local:
+      sha = shards_lib.file_sha256(local)
+      if sha != e["sha256"]:
+        found.append(f"{name}: SHA-256 {sha[:12]}… differs from the manifest's "
+                     f"{e['sha256'][:12]}… (the file is damaged or was replaced).")
+      try:
+        count, sample = 0, []
+        for record in shards_lib.iter_records(local):  # Reads every chunk: §4.
+          if count < decode_sample:
+            sample.append(record)
+          count += 1
+      except shards_lib.ShardError as err:
+        found.append(f"{name}: {err}")
+        continue
     if count != e["num_records"]:
       found.append(f"{name}: holds {count} records, the manifest says "
                    f"{e['num_records']}.")

@@ -11,17 +11,20 @@ Files are TFDS-named ArrayRecord files (`<name>-<split>.array_record-<k>-of-<n>`
 one record per image: a `tf.train.Example` serialized by the dataset's TFDS
 FeaturesDict. A shard is written under a temporary name and renamed when complete,
 so a reader never sees a partial shard and a retried write leaves one whole shard.
+ArrayRecord cannot write to gs:// (DESIGN §4): a gs:// shard is written to a local
+temporary file and uploaded whole (an object appears only when its upload completes).
 """
-import hashlib
 import io
 import os
 import pathlib
+import tempfile
 import uuid
 
 import numpy as np
 
+from synthfactory.datasets import storage
+
 ENCODINGS = ("png", "jpeg")
-_READ_CHUNK = 1 << 20
 
 
 class ShardError(ValueError):
@@ -131,12 +134,16 @@ def write_atomic(path, records):
 
   The file is written under a unique temporary name in the same folder and renamed
   over `path` only when closed, so concurrent or retried writes of the same shard
-  each leave either nothing or one whole file. Returns (sha256 hex, record count).
+  each leave either nothing or one whole file; a gs:// `path` is written to a local
+  temporary folder, then uploaded. Returns (sha256 hex, record count).
   """
+  if storage.is_gcs(path):
+    with tempfile.TemporaryDirectory(prefix="synthfactory-shard-") as tmp:
+      local = pathlib.Path(tmp) / storage.basename(path)
+      sha, count = write_atomic(local, records)
+      storage.upload(local, path)
+    return sha, count
   from array_record.python import array_record_module as ar  # pylint: disable=g-import-not-at-top
-  if str(path).startswith("gs://"):
-    raise ShardError("Shards are written to a local folder; ArrayRecord cannot write "
-                     "to gs:// (DESIGN §4). Write locally and upload the folder.")
   path = pathlib.Path(path)
   tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
   count = 0
@@ -155,11 +162,8 @@ def write_atomic(path, records):
 
 
 def file_sha256(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(_READ_CHUNK), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
+  """SHA-256 (hex) of a local or gs:// file."""
+  return storage.sha256(path)
 
 
 def iter_records(path, chunk=256):

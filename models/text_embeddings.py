@@ -4,8 +4,21 @@ The text encoder is frozen in the paper, so its output for each class prompt is
 computed once (outside this repo) and stored as a `.npy` array; the U-Net
 cross-attends to row `label`. Row `num_classes` (the null label of classifier-free
 guidance) is all zeros: the unconditional branch sees no prompt.
+
+The prompts are the CLIP-style class names (for ImageNet
+`synthfactory.datasets.class_plan.imagenet2012_names()`); `class_prompts` gives the
+strings to feed the text encoder when exporting the `.npy`.
 """
 import numpy as np
+
+# The paper's prompt is the CLIP-style class name (DESIGN §5); a template such as
+# "a photo of a {}." can wrap it for encoders trained on captions.
+DEFAULT_TEMPLATE = "{}"
+
+
+def class_prompts(class_names, template=DEFAULT_TEMPLATE):
+  """One prompt per class, in label order (row `label` of the text table)."""
+  return [template.format(name) for name in class_names]
 
 
 def make_text_table(embeddings, num_classes):

@@ -21,6 +21,27 @@ def test_imagenet_counts_are_shipped(imagenet_1x):
   assert len({c.id for c in imagenet_1x.classes}) == 1000
 
 
+def test_imagenet_readable_names(imagenet_1x):
+  names, ids = class_plan.imagenet2012_names(), class_plan.imagenet2012_ids()
+  assert len(names) == len(set(names)) == 1000  # TFDS ClassLabel needs unique names.
+  assert ids == sorted(ids) and len(set(ids)) == 1000  # ImageNet-2012 label order.
+  assert (names[0], names[1], names[207], names[999]) == (
+      "tench", "goldfish", "Golden Retriever", "toilet paper")
+  assert (ids[207], ids[999]) == ("n02099601", "n15075141")
+  assert imagenet_1x.names == names and [c.id for c in imagenet_1x.classes] == ids
+  # The two names CLIP's list repeats, made unique with their WordNet lemma.
+  assert (names[657], names[744], names[836], names[837]) == (
+      "missile", "projectile", "sunglass", "sunglasses")
+
+
+def test_class_prompts_are_the_names():
+  from synthfactory.models import text_embeddings  # pylint: disable=g-import-not-at-top
+  names = class_plan.imagenet2012_names()
+  assert text_embeddings.class_prompts(names)[:2] == ["tench", "goldfish"]
+  assert text_embeddings.class_prompts(names[:1], "a photo of a {}.") == [
+      "a photo of a tench."]
+
+
 @pytest.mark.parametrize("multiplier", [1, 2, 4, 10, 0.5, 0.37, 2.5, "1/3", 0.001])
 def test_quotas_add_up_exactly(imagenet_1x, multiplier):
   plan = class_plan.imagenet2012(multiplier)

@@ -139,3 +139,9 @@ def test_imagenet_builder_configs():
   builder = tfds.builder("synthetic_imagenet/256x_2x", data_dir="/nonexistent")
   assert builder.info.features["label"].num_classes == 1000
   assert builder.info.features["image"].shape == (256, 256, 3)
+  label = builder.info.features["label"]
+  assert [label.int2str(i) for i in (0, 1, 207, 999)] == [
+      "tench", "goldfish", "Golden Retriever", "toilet paper"]
+  assert label.str2int("goldfish") == 1
+  wnids = builder.info.metadata["wordnet_ids"]
+  assert len(wnids) == 1000 and wnids[0] == "n01440764"

@@ -53,6 +53,7 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       "synthfactory.beam_jobs.generate` for this config. Without it, set "
       f"{CHECKPOINT_ENV} to a diffusion checkpoint and the build generates one.")
   CHANNELS = 3
+  CLASS_IDS_KEY = "class_ids"  # Metadata key of class_ids().
 
   def __init__(self, *, file_format=None, **kwargs):
     super().__init__(file_format=file_format, **kwargs)
@@ -63,17 +64,24 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def class_names(self):
     raise NotImplementedError
 
+  def class_ids(self):
+    """Stable class ids (e.g. WordNet ids) kept in the metadata, or None."""
+    return None
+
   def generate_config(self):
     """The generation job config (beam_jobs/configs/generate.py) of this config."""
     raise NotImplementedError
 
   def _info(self):
     shape = (self.builder_config.resolution,) * 2 + (self.CHANNELS,)
+    ids = self.class_ids()
     return self.dataset_info_from_configs(
         description=registration.DESCRIPTION, citation=registration.CITATION,
         features=shards_lib.features(self.class_names(), shape),
         supervised_keys=("image", "label"),
-        metadata=tfds.core.MetadataDict())  # Provenance, filled when prepared.
+        # Provenance is added when prepared.
+        metadata=tfds.core.MetadataDict(
+            {} if ids is None else {self.CLASS_IDS_KEY: list(ids)}))
 
   def _split_generators(self, dl_manager):
     raise NotImplementedError("Synthetic datasets are registered from generated "

@@ -10,8 +10,10 @@ Variants:
            pass --config.checkpoint=<training workdir or checkpoints dir>.
 
 Plan sources: fashion_mnist (the real train histogram), imagenet2012 (the shipped
-per-class train counts), uniform (`per_class` × `num_classes`); each scaled by
-`multiplier` (0 < N ≤ 10, fractions allowed).
+per-class train counts), uniform (`per_class` × `num_classes`), tfds (the label
+histogram of any prepared TFDS dataset: `tfds_name` "name[/config]", `tfds_split`,
+`data_dir`; e.g. --config.plan.source=tfds --config.plan.tfds_name=
+fashion_mnist_local); each scaled by `multiplier` (0 < N ≤ 10, fractions allowed).
 """
 import ml_collections
 
@@ -24,8 +26,10 @@ def get_config(arg="fashion"):
   # A training run's workdir or checkpoints dir; or, for tests only, init=<U-Net
   # variant> samples from freshly initialised weights.
   c.checkpoint, c.init, c.use_ema = "", "", True
+  # tfds_*/data_dir: source="tfds", the label histogram of a prepared TFDS split.
   c.plan = ml_collections.ConfigDict(dict(
-      source="fashion_mnist", multiplier="1", num_classes=0, per_class=0))
+      source="fashion_mnist", multiplier="1", num_classes=0, per_class=0,
+      tfds_name="", tfds_split="train", data_dir=""))
   c.sampler = ml_collections.ConfigDict(samplers.SamplerConfig(
       name="ddim", steps=100, guidance=1.0).to_dict())
   # Super-resolution stages run after the base model inside the worker (base → SR

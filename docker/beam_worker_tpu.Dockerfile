@@ -1,0 +1,24 @@
+# Beam SDK worker with JAX on Cloud TPUs: the generation job's Dataflow TPU workers
+# (--sdk_container_image; see docker/README.md). Build from the repo root:
+#   docker build -f docker/beam_worker_tpu.Dockerfile -t <registry>/synthfactory-beam-tpu .
+# The Beam SDK version must equal the launcher's apache-beam (tests/test_docker.py).
+FROM apache/beam_python3.11_sdk:2.77.0
+
+# jax[tpu] pulls the matching libtpu from PyPI.
+ARG JAX_VERSION=0.10.2
+ENV PIP_NO_CACHE_DIR=1
+
+WORKDIR /opt/synthfactory
+# Only what setup.py packages: edits elsewhere keep the layer cache.
+COPY setup.py ./
+COPY synthfactory_root/ synthfactory_root/
+COPY models/ models/
+COPY datasets/ datasets/
+COPY training/ training/
+COPY evaluation/ evaluation/
+COPY beam_jobs/ beam_jobs/
+COPY tfds_builders/ tfds_builders/
+COPY pipelines/ pipelines/
+RUN pip install "jax[tpu]==${JAX_VERSION}" . \
+    && python -c "import synthfactory.beam_jobs.generation"
+# The SDK image's ENTRYPOINT (/opt/apache/beam/boot) stays: Dataflow starts it.

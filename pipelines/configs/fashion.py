@@ -1,0 +1,84 @@
+"""The embedded factory: Fashion-MNIST, end to end on a laptop CPU.
+
+Variants:
+  ci    seconds of work per stage, for the integration test: a tiny U-Net trained
+        here for a few steps, 60 synthetic images (0.001×), tiny classifiers.
+  demo  (default; `make demo`, ~15 min on 2 CPU cores) the shipped diffusion model
+        generates 3,000 images (0.05×, 300 a class); classifiers train on 3,000 real,
+        3,000 synthetic, and both, and are tested on the 10,000 real test images.
+  full  (hours) 60,000 synthetic images (1×) against the 60,000 real ones; the
+        numbers of results/embedded_full.json. `--config.generate.plan.multiplier=2`
+        for 2×.
+
+The shipped model and the sampler settings its sweep chose live in
+models/pretrained/fashion_unet/ (README.md there: how it was trained).
+"""
+import json
+import pathlib
+
+import ml_collections
+
+from synthfactory.beam_jobs.configs import generate as generate_configs
+from synthfactory.models import unet
+from synthfactory.training.configs import classifier as classifier_configs
+from synthfactory.training.configs import diffusion as diffusion_configs
+
+SHIPPED_MODEL = pathlib.Path(unet.__file__).parent / "pretrained" / "fashion_unet"
+VARIANTS = ("ci", "demo", "full")
+
+
+def shipped_sampler():
+  """The sampler settings recorded with the shipped model (its sweep's choice)."""
+  path = SHIPPED_MODEL / "sampler.json"
+  if path.exists():
+    return json.loads(path.read_text())["sampler"]
+  return dict(name="dpm_solver_pp", steps=12, guidance=2.0)
+
+
+def get_config(arg="demo"):
+  if arg not in VARIANTS:
+    raise ValueError(f"Unknown config variant {arg!r}; choose one of {VARIANTS}.")
+  c = ml_collections.ConfigDict()
+  c.name = f"fashion.py:{arg}"
+  c.workdir = f"workdirs/fashion_{arg}"
+  # Real data: Fashion-MNIST from its idx files (dir: "" = $FASHION_MNIST_DIR or the
+  # Debian package's folder), registered as the TFDS dataset fashion_mnist_local.
+  c.real = ml_collections.ConfigDict(dict(
+      source="fashion_mnist", dir="", name="fashion_mnist_local", data_dir="",
+      train_split="train", test_split="test"))
+  # A trained checkpoint, or (checkpoint "") a model trained by the workflow.
+  c.diffusion = ml_collections.ConfigDict(dict(checkpoint=str(SHIPPED_MODEL)))
+  c.generate = generate_configs.get_config("fashion")
+  c.generate.sampler.update(shipped_sampler())
+  c.generate.num_shards, c.generate.batch_size = 8, 64
+  # Beam pipeline options of the generation job (DirectRunner here).
+  c.beam_args = "--runner=DirectRunner"
+  c.classifier = classifier_configs.get_config("fashion")
+  c.classifier.epochs = 10
+  c.conditions = ("real", "synthetic", "real+synthetic")
+  # extractor "": the real-only classifier of this run (FD-fmnist).
+  c.evaluate = ml_collections.ConfigDict(dict(extractor="", pr_samples=10_000,
+                                              is_splits=10))
+  c.report = ml_collections.ConfigDict(dict(
+      title=f"Embedded factory: Fashion-MNIST ({arg})", grid_per_class=8))
+
+  if arg == "ci":
+    c.real.update(train_split="train[:1000]", test_split="test[:500]")
+    c.diffusion.checkpoint = ""
+    c.diffusion.train = diffusion_configs.get_config("ci")
+    c.diffusion.train.model.update(image_size=28, attention_resolutions=(14,))
+    c.diffusion.train.update(num_steps=40, batch_size=16, checkpoint_every=20)
+    c.generate.plan.multiplier = "0.001"  # 6 a class.
+    c.generate.sampler.update(name="ddim", steps=4, guidance=2.0)
+    c.generate.num_shards, c.generate.batch_size = 2, 16
+    c.classifier = classifier_configs.get_config("ci")
+    c.classifier.update(num_steps=20, batch_size=16)
+    c.evaluate.update(pr_samples=50, is_splits=2)
+    c.report.grid_per_class = 3
+  elif arg == "demo":
+    c.real.train_split = "train[:3000]"
+    c.generate.plan.multiplier = "0.05"
+    c.generate.num_shards = 4
+    c.classifier.update(epochs=20, batch_size=128)
+    c.evaluate.pr_samples = 3000
+  return c

@@ -1,0 +1,56 @@
+"""Stage `generate`: the Beam generation job writes the class-balanced synthetic
+dataset (ArrayRecord shards + manifest) from the `diffusion` stage's checkpoint.
+
+The job itself resumes: after an interruption, shards that are complete and verified
+are kept and only the rest are sampled again (beam_jobs/generation.py).
+"""
+import os
+import shlex
+
+from synthfactory.beam_jobs import generation
+from synthfactory.pipelines import runner
+from synthfactory.pipelines.stages import common
+from synthfactory.training import checkpoints
+
+
+def job_config(config, checkpoint):
+  job = config.generate.copy_and_resolve_references()
+  job.checkpoint = checkpoint
+  return job
+
+
+def make(config):
+
+  def inputs():
+    return {"generate": common.plain(config.generate), "beam_args": config.beam_args}
+
+  def run(stage_dir, upstream):
+    job = job_config(config, upstream["diffusion"]["checkpoint"])
+    output_dir = os.path.join(stage_dir, "dataset")
+    manifest = generation.run(job, output_dir, beam_args=shlex.split(config.beam_args))
+    return {"dataset_dir": output_dir, "name": manifest["name"],
+            "split": manifest["split"], "num_images": manifest["num_records"],
+            "multiplier": manifest["plan"]["multiplier"],
+            "resolution": manifest["image"]["shape"][0],
+            "manifest_sha256": common.path_sha256(
+                os.path.join(output_dir, "manifest.json")),
+            "sampler": manifest["sampler"], "seed": manifest["seed"]}
+
+  return runner.Stage("generate", run, inputs)
+
+
+def missing(config):
+  """Super-resolution checkpoints the cascade needs that are absent or unreadable."""
+  found = []
+  for k, sr in enumerate(config.generate.sr_stages, start=1):
+    if sr.init:
+      continue  # Freshly initialised weights (tests only).
+    if not sr.checkpoint:
+      found.append(f"super-resolution stage {k}: no checkpoint; set --config.generate."
+                   f"sr_stages.{k - 1}.checkpoint=<its training run's workdir>.")
+      continue
+    try:
+      checkpoints.load_model_config(sr.checkpoint)
+    except checkpoints.CheckpointError as e:
+      found.append(f"super-resolution stage {k}: {e}")
+  return found

@@ -1,0 +1,51 @@
+"""The Dockerfiles cannot drift: Beam SDK = installed apache-beam, the package installed."""
+import ast
+import importlib.metadata
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+BEAM_WORKERS = [p for p in DOCKERFILES if p.name.startswith("beam_worker_")]
+
+
+def _packaged_folders():
+  """The folders setup.py packages (its _PACKAGES, plus the import root's)."""
+  tree = ast.parse((ROOT / "setup.py").read_text())
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and node.targets[0].id == "_PACKAGES":
+      return set(ast.literal_eval(node.value)) | {"synthfactory_root"}
+  raise AssertionError("setup.py has no _PACKAGES")
+
+
+def test_all_images_are_there():
+  assert {p.name for p in DOCKERFILES} == {
+      "beam_worker_gpu.Dockerfile", "beam_worker_tpu.Dockerfile",
+      "training.Dockerfile"}
+  assert (ROOT / "docker" / "README.md").read_text().rstrip().endswith(
+      "built and run: not on this machine.")
+
+
+@pytest.mark.parametrize("path", BEAM_WORKERS, ids=lambda p: p.name)
+def test_beam_sdk_matches_installed_apache_beam(path):
+  tags = re.findall(r"^FROM\s+apache/beam_python(\d+\.\d+)_sdk:(\S+)",
+                    path.read_text(), re.M)
+  version = importlib.metadata.version("apache-beam")
+  assert tags and all(tag == version for _, tag in tags), (
+      f"{path.name} uses Beam SDK {tags}, the installed apache-beam is {version}: "
+      "bump the FROM tag.")
+  assert all(python == "3.11" for python, _ in tags)
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_every_image_installs_the_package(path):
+  text = path.read_text()
+  copied = set(re.findall(r"^COPY\s+(\S+?)/?\s", text, re.M))
+  assert {"setup.py"} | _packaged_folders() <= copied, (
+      f"{path.name} does not copy {({'setup.py'} | _packaged_folders()) - copied}")
+  assert re.search(r"^RUN pip install .* \.(\s|$)", text, re.M), (
+      f"{path.name} does not pip install the package")
+  jax = importlib.metadata.version("jax")
+  assert f"ARG JAX_VERSION={jax}" in text, f"{path.name}: JAX is not {jax}"

@@ -1,0 +1,74 @@
+"""The sampler sweep: its grid, deterministic sampling, metrics and choice, run on a
+freshly initialised tiny U-Net with a small random-feature extractor."""
+import jax
+import numpy as np
+
+from synthfactory.evaluation import feature_extractor
+from synthfactory.evaluation import reference_stats
+from synthfactory.evaluation import sampler_sweep
+from synthfactory.models import diffusion_model
+from synthfactory.models import unet
+
+
+def _extractor():
+  rng = np.random.default_rng(0)
+  w, v = rng.normal(size=(8 * 8 * 3, 16)) / 14, rng.normal(size=(16, 4))
+
+  def fn(images):
+    x = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images
+    features = np.tanh(x.reshape(len(x), -1) @ w)
+    return {"features": features, "logits": features @ v}
+  return feature_extractor.FeatureExtractor("toy", fn, batch_size=7)
+
+
+def _reference(extractor, n=64):
+  images = np.random.default_rng(1).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+  moments = reference_stats.RunningMoments()
+  moments.update(extractor.fn(images)["features"])
+  return moments.stats()
+
+
+def test_grid_is_every_combination_in_order():
+  settings = sampler_sweep.grid(["ddim", "dpm_solver_pp"], ["4", "8"], ["1", "2.5"])
+  assert len(settings) == 8
+  assert (settings[0].name, settings[0].steps, settings[0].guidance) == ("ddim", 4, 1.0)
+  assert (settings[-1].name, settings[-1].steps, settings[-1].guidance) == (
+      "dpm_solver_pp", 8, 2.5)
+
+
+def test_sweep_measures_every_setting_deterministically():
+  model = diffusion_model.DiffusionModel.from_config(unet.unet_config("tiny"))
+  params = model.init(jax.random.PRNGKey(0))
+  extractor = _extractor()
+  reference = _reference(extractor)
+  settings = sampler_sweep.grid(["ddim"], ["2", "3"], ["1", "2"])
+  rows = sampler_sweep.sweep(model, params, settings, extractor, reference,
+                             per_class=3, seed=0, batch_size=5)
+  assert [r["sampler"]["steps"] for r in rows] == [2, 2, 3, 3]
+  for row in rows:
+    assert np.isfinite(row["FD-toy"]) and row["FD-toy"] >= 0
+    assert 0 <= row["label_agreement"] <= 1 and row["images_per_s"] > 0
+  again = sampler_sweep.sweep(model, params, settings[:1], extractor, reference,
+                              per_class=3, seed=0, batch_size=5)
+  assert again[0]["FD-toy"] == rows[0]["FD-toy"]
+  other_seed = sampler_sweep.sweep(model, params, settings[:1], extractor, reference,
+                                   per_class=3, seed=1, batch_size=5)
+  assert other_seed[0]["FD-toy"] != rows[0]["FD-toy"]
+
+
+def test_sample_all_covers_every_class_and_index():
+  calls = []
+
+  def sample_fn(params, keys, labels):
+    calls.append(len(labels))
+    return np.zeros((len(labels), 2, 2, 1), np.float32) + labels[:, None, None, None] / 10
+  images, labels = sampler_sweep.sample_all(sample_fn, None, 3, 4, 0, 5)
+  assert calls == [5, 5, 5]  # 12 items in fixed batches of 5, the last padded.
+  assert images.shape == (12, 2, 2, 1) and images.dtype == np.uint8
+  np.testing.assert_array_equal(labels, np.repeat(np.arange(3), 4))
+
+
+def test_choose_takes_the_lowest_fd_then_the_cheapest():
+  row = lambda fd, steps, w: {"FD-x": fd, "sampler": {"steps": steps, "guidance": w}}
+  rows = [row(3.0, 10, 1.0), row(2.0, 20, 2.0), row(2.0, 10, 2.0), row(2.5, 5, 1.0)]
+  assert sampler_sweep.choose(rows, "FD-x") is rows[2]

@@ -1,0 +1,141 @@
+"""The whole embedded workflow on its `ci` variant, as a user runs it: every stage's
+outputs, the report, a kill in the middle and the resumed run, and the skip-all rerun.
+Also what the ImageNet config says it is missing here."""
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow_datasets as tfds
+
+from synthfactory.datasets import manifest as manifest_lib
+from synthfactory.pipelines import workflow
+from synthfactory.pipelines.configs import fashion
+from synthfactory.pipelines.configs import imagenet
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = f"{REPO / 'pipelines' / 'configs' / 'fashion.py'}:ci"
+
+
+def _command(workdir, *extra):
+  return [sys.executable, "-m", "synthfactory.pipelines.run", f"--config={CONFIG}",
+          f"--workdir={workdir}", *extra]
+
+
+def _run(workdir, *extra):
+  done = subprocess.run(_command(workdir, *extra), capture_output=True, text=True,
+                        timeout=900)
+  assert done.returncode == 0, done.stderr[-4000:]
+  return done.stdout + done.stderr
+
+
+def _markers(workdir):
+  return {p.parent.name: json.loads(p.read_text())
+          for p in sorted(pathlib.Path(workdir).glob("*/COMPLETE.json"))}
+
+
+def _kill_when(workdir, path, timeout=600):
+  """Starts the workflow and SIGKILLs it as soon as `path` exists."""
+  proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+  deadline = time.monotonic() + timeout
+  while not path.exists():
+    assert proc.poll() is None, "the workflow ended before the kill point"
+    assert time.monotonic() < deadline, f"{path} never appeared"
+    time.sleep(0.2)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+
+
+def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
+  workdir = tmp_path / "wf"
+  # Killed while training the first classifier, after its first checkpoint.
+  _kill_when(workdir, workdir / "05_classifiers" / "real" / "checkpoints" / "10")
+  before = _markers(workdir)
+  assert sorted(before) == ["01_real_data", "02_diffusion", "03_generate", "04_build"]
+
+  log = _run(workdir)
+  after = _markers(workdir)
+  assert len(after) == 7
+  for name, marker in before.items():  # Complete stages were not redone.
+    assert after[name]["finished"] == marker["finished"], name
+    assert f"{name[3:]}: complete, skipped" in log
+  assert "resumed from step 10" in log  # The killed classifier run went on.
+
+  records = {name[3:]: m["outputs"] for name, m in after.items()}
+  # generate: exactly the plan (0.001 × 6000 = 6 a class), a valid dataset.
+  dataset = pathlib.Path(records["generate"]["dataset_dir"])
+  manifest = json.loads((dataset / manifest_lib.MANIFEST_FILE).read_text())
+  assert manifest["num_records"] == records["generate"]["num_images"] == 60
+  assert [c["count"] for c in manifest["plan"]["classes"]] == [6] * 10
+  assert manifest_lib.problems(dataset) == []
+  # build: registered with TFDS, readable with tfds.data_source.
+  source = tfds.builder_from_directory(records["build"]["folder"]).as_data_source(
+      "train")
+  assert len(source) == 60 and source[0]["image"].shape == (28, 28, 1)
+  # classifiers: three conditions, accuracies in range, per class.
+  trained = records["classifiers"]
+  assert sorted(trained) == ["real", "real+synthetic", "synthetic"]
+  for condition, got in trained.items():
+    assert 0.0 <= got["top1"] <= got["top5"] <= 1.0, condition
+    assert len(got["per_class"]) == 10
+  assert trained["real+synthetic"]["num_train"] == 1000 + 60
+  # evaluate: a few diffusion steps of a tiny model are far from real data; real
+  # training images are close to the real test images.
+  rows = records["evaluate"]["rows"]
+  fd = records["evaluate"]["metric_name"]
+  assert fd == "FD-fmnist"
+  assert math.isfinite(rows["synthetic vs real test"][fd])
+  assert rows["real train vs real test"][fd] < rows["synthetic vs real test"][fd]
+  assert 0.0 <= records["evaluate"]["label_agreement"]["top1"] <= 1.0
+  # report: Markdown, self-contained HTML, plots, numbers.
+  report_dir = pathlib.Path(records["report"]["html"]).parent
+  html = (report_dir / "report.html").read_text()
+  assert "data:image/png;base64," in html and "Sandal" in html
+  assert (report_dir / "plots" / "samples.png").stat().st_size > 1000
+  results = json.loads((report_dir / "results.json").read_text())
+  assert results["classifiers"]["real"]["top1"] == trained["real"]["top1"]
+  assert list(results["classifiers"]) == ["real", "synthetic", "real+synthetic"]
+  assert any("Synthetic-only" in line for line in results["summary"])
+
+  # Unchanged inputs: everything is skipped; --from_stage re-runs the tail.
+  log = _run(workdir)
+  assert log.count("complete, skipped") == 7
+  assert _markers(workdir) == after
+  log = _run(workdir, "--from_stage=report")
+  assert log.count("complete, skipped") == 6
+  assert _markers(workdir)["07_report"]["finished"] >= after["07_report"]["finished"]
+
+
+def test_imagenet_config_names_everything_missing():
+  found = workflow.missing(imagenet.get_config("1024x_4x"))
+  text = "\n".join(found)
+  assert len(found) == 5, text
+  for needed in ("imagenet2012", "diffusion", "super-resolution stage 1",
+                 "super-resolution stage 2", "Inception"):
+    assert needed in text
+
+
+def test_base_only_imagenet_config_needs_no_sr_models():
+  config = imagenet.get_config("64x_1x")
+  assert not config.generate.sr_stages
+  assert not any("super-resolution" in m for m in workflow.missing(config))
+
+
+def test_missing_fashion_mnist_is_named(tmp_path, monkeypatch):
+  config = fashion.get_config("ci")
+  config.real.dir = str(tmp_path)
+  found = workflow.missing(config)
+  assert len(found) == 1 and "dataset-fashion-mnist" in found[0]
+
+
+def test_unknown_variants_are_refused():
+  with pytest.raises(ValueError, match="choose one of"):
+    fashion.get_config("tiny")
+  with pytest.raises(ValueError, match="1024x_4x"):
+    imagenet.get_config("512x_1x")
