@@ -17,6 +17,7 @@ holds the table, the choice and the command.
 """
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -36,19 +37,27 @@ from synthfactory.evaluation import reference_stats
 from synthfactory.models import samplers
 from synthfactory.training import checkpoints
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Diffusion model (run workdir).")
-_EXTRACTOR = flags.DEFINE_string("extractor", None, "Feature extractor spec, e.g. "
-                                 "fmnist:<classifier workdir>.")
-_REFERENCE = flags.DEFINE_string("reference", None, "Real images: TFDS spec.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir of the reference.")
-_SAMPLERS = flags.DEFINE_list("samplers", ["ddim", "dpm_solver_pp"], "Sampler names.")
-_STEPS = flags.DEFINE_list("steps", ["10", "20"], "Step counts.")
-_GUIDANCE = flags.DEFINE_list("guidance", ["1", "2", "3"], "Guidance weights w.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 100, "Images per class and setting.")
-_BATCH = flags.DEFINE_integer("batch_size", 100, "Sampling batch (fixed, padded).")
-_SEED = flags.DEFINE_integer("seed", 0, "Global seed of the per-item keys.")
-_OUTPUT = flags.DEFINE_string("output", None, "Where the JSON goes.")
-flags.mark_flags_as_required(["checkpoint", "extractor", "reference", "output"])
+
+def _define_flags():
+  """The job's flags, defined only when it runs as a program: its names (output,
+  reference, ...) are also the evaluate job's, and both modules load in one process
+  in tests."""
+  d = flags
+  holders = dict(
+      checkpoint=d.DEFINE_string("checkpoint", None, "Diffusion model (run workdir)."),
+      extractor=d.DEFINE_string("extractor", None, "Feature extractor spec, e.g. "
+                                "fmnist:<classifier workdir>."),
+      reference=d.DEFINE_string("reference", None, "Real images: TFDS spec."),
+      data_dir=d.DEFINE_string("data_dir", None, "TFDS data dir of the reference."),
+      samplers=d.DEFINE_list("samplers", ["ddim", "dpm_solver_pp"], "Sampler names."),
+      steps=d.DEFINE_list("steps", ["10", "20"], "Step counts."),
+      guidance=d.DEFINE_list("guidance", ["1", "2", "3"], "Guidance weights w."),
+      per_class=d.DEFINE_integer("per_class", 100, "Images per class and setting."),
+      batch_size=d.DEFINE_integer("batch_size", 100, "Sampling batch (fixed, padded)."),
+      seed=d.DEFINE_integer("seed", 0, "Global seed of the per-item keys."),
+      output=d.DEFINE_string("output", None, "Where the JSON goes."))
+  flags.mark_flags_as_required(["checkpoint", "extractor", "reference", "output"])
+  return holders
 
 
 def grid(names, steps, guidance):
@@ -113,28 +122,29 @@ def choose(rows, metric):
   return min(rows, key=lambda r: (round(r[metric], 6), cost(r)))
 
 
-def main(argv):
+def main(argv, opts):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  opts = {name: holder.value for name, holder in opts.items()}
   checkpoints.quiet_orbax_logs()
-  model, params = checkpoints.load_model(_CHECKPOINT.value)
-  extractor = feature_extractor.create(_EXTRACTOR.value)
+  model, params = checkpoints.load_model(opts["checkpoint"])
+  extractor = feature_extractor.create(opts["extractor"])
   reference = reference_stats.cached(
-      image_sets.open_image_set(_REFERENCE.value, data_dir=_DATA_DIR.value),
+      image_sets.open_image_set(opts["reference"], data_dir=opts["data_dir"]),
       extractor, cache_dir=None).stats
-  settings = grid(_SAMPLERS.value, _STEPS.value, _GUIDANCE.value)
-  rows = sweep(model, params, settings, extractor, reference, _PER_CLASS.value,
-               _SEED.value, _BATCH.value)
+  settings = grid(opts["samplers"], opts["steps"], opts["guidance"])
+  rows = sweep(model, params, settings, extractor, reference, opts["per_class"],
+               opts["seed"], opts["batch_size"])
   best = choose(rows, extractor.metric_name)
   result = {"sampler": best["sampler"], "chosen_by": f"lowest {extractor.metric_name}",
-            "sweep": rows, "per_class": _PER_CLASS.value, "seed": _SEED.value,
-            "reference": _REFERENCE.value, "extractor": extractor.name,
-            "checkpoint": _CHECKPOINT.value, "command": " ".join(sys.argv)}
-  tmp = _OUTPUT.value + ".tmp"
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(tmp, _OUTPUT.value)
+            "sweep": rows, "per_class": opts["per_class"], "seed": opts["seed"],
+            "reference": opts["reference"], "extractor": extractor.name,
+            "checkpoint": opts["checkpoint"], "command": " ".join(sys.argv)}
+  output = pathlib.Path(opts["output"])
+  output.parent.mkdir(parents=True, exist_ok=True)
+  tmp = output.with_name(output.name + ".tmp")
+  tmp.write_text(json.dumps(result, indent=1) + "\n")
+  os.replace(tmp, output)
   print(f"chosen: {best['sampler']['name']} {best['sampler']['steps']} steps, guidance "
         f"{best['sampler']['guidance']}: {extractor.metric_name} "
         f"{best[extractor.metric_name]:.3f}, label agreement "
@@ -142,4 +152,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _flags = _define_flags()
+  app.run(lambda argv: main(argv, _flags))
