@@ -1,5 +1,4 @@
 """Small helpers the stages share: hashing inputs, config ↔ plain dicts."""
-import hashlib
 import pathlib
 
 import ml_collections
@@ -24,7 +23,3 @@ def path_sha256(path):
   if path.is_dir():
     return manifest_lib.directory_sha256(path)
   return shards_lib.file_sha256(path)
-
-
-def text_sha256(text):
-  return hashlib.sha256(text.encode()).hexdigest()

@@ -35,7 +35,6 @@ def missing(config):
       return [str(e)]
     return []
   try:
-    tfds.builder(real.name, data_dir=real.data_dir or None)
     if not tfds.builder(real.name, data_dir=real.data_dir or None).is_prepared():
       raise ValueError("not prepared")
   except Exception:  # TFDS raises several types for "unknown" and "not prepared".
