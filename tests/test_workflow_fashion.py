@@ -5,6 +5,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -39,25 +40,35 @@ def _markers(workdir):
           for p in sorted(pathlib.Path(workdir).glob("*/COMPLETE.json"))}
 
 
-def _kill_when(workdir, path, timeout=600):
-  """Starts the workflow and SIGKILLs it as soon as `path` exists."""
-  proc = subprocess.Popen(_command(workdir), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
+def _kill_after(workdir, line, log_file, timeout=600):
+  """Starts the workflow and SIGKILLs it as soon as its log has `line`; returns the
+  killed run's log. The line is logged once a save is on disk; the ci classifier runs
+  well past it (0.3 s from step 10 to its end at 20 steps raced a 0.2 s poll)."""
+  with open(log_file, "w") as log:
+    proc = subprocess.Popen(_command(workdir), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
   deadline = time.monotonic() + timeout
-  while not path.exists():
+  while line not in pathlib.Path(log_file).read_text():
     assert proc.poll() is None, "the workflow ended before the kill point"
-    assert time.monotonic() < deadline, f"{path} never appeared"
-    time.sleep(0.2)
+    assert time.monotonic() < deadline, f"{line!r} never appeared"
+    time.sleep(0.02)
   os.killpg(proc.pid, signal.SIGKILL)
   proc.wait()
+  return pathlib.Path(log_file).read_text()
 
 
 def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   workdir = tmp_path / "wf"
   # Killed while training the first classifier, after its first checkpoint.
-  _kill_when(workdir, workdir / "05_classifiers" / "real" / "checkpoints" / "10")
+  checkpoints = workdir / "05_classifiers" / "real" / "checkpoints"
+  killed_log = _kill_after(workdir, f"checkpoint saved at step 10: {checkpoints}/10",
+                           tmp_path / "killed.log")
   before = _markers(workdir)
   assert sorted(before) == ["01_real_data", "02_diffusion", "03_generate", "04_build"]
+  # The last save before the kill (10, or a later one the kill was slower than).
+  saved = re.findall(rf"checkpoint saved at step (\d+): {re.escape(str(checkpoints))}/",
+                     killed_log)
+  assert int(saved[-1]) < 100, "the real-only classifier finished before the kill"
 
   log = _run(workdir)
   after = _markers(workdir)
@@ -65,7 +76,7 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   for name, marker in before.items():  # Complete stages were not redone.
     assert after[name]["finished"] == marker["finished"], name
     assert f"{name[3:]}: complete, skipped" in log
-  assert "resumed from step 10" in log  # The killed classifier run went on.
+  assert f"resumed from step {saved[-1]}" in log  # The killed classifier run went on.
 
   records = {name[3:]: m["outputs"] for name, m in after.items()}
   # generate: exactly the plan (0.001 × 6000 = 6 a class), a valid dataset.

@@ -73,7 +73,9 @@ def get_config(arg="demo"):
     c.generate.sampler.update(name="ddim", steps=4, guidance=2.0)
     c.generate.num_shards, c.generate.batch_size = 2, 16
     c.classifier = classifier_configs.get_config("ci")
-    c.classifier.update(num_steps=20, batch_size=16)
+    # 100 steps, a checkpoint every 10: a kill after the first checkpoint (the
+    # integration test) lands well before the run could finish.
+    c.classifier.update(num_steps=100, batch_size=16, checkpoint_every=10)
     c.evaluate.update(pr_samples=50, is_splits=2)
     c.report.grid_per_class = 3
   elif arg == "demo":
