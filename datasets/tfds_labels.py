@@ -11,6 +11,7 @@ from absl import logging
 import numpy as np
 
 from synthfactory.datasets import class_plan
+from synthfactory.datasets import tfds_open
 
 _BATCH = 1024        # Records a read: ~110 MB of ImageNet examples.
 _LOG_SECONDS = 10.0  # Progress log interval.
@@ -20,26 +21,12 @@ def _error(message):
   return class_plan.ClassPlanError(message)
 
 
-def _build_hint(name, data_dir):
-  where = f" --data_dir={data_dir}" if data_dir else ""
-  return (f"`tfds build {name}{where}` (for this repo's datasets, e.g. "
-          "fashion_mnist_local, add --imports=synthfactory.tfds_builders.all)")
-
-
 def load_builder(name, data_dir=None):
   """The prepared builder of `name` ("name[/config][:version]") in `data_dir`."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise _error(f"No TFDS dataset {name!r} is registered or prepared in "
-                 f"{data_dir or 'the default data dir'}: check the name and "
-                 f"data_dir, or prepare it with {_build_hint(name, data_dir)}."
-                 ) from e
-  if not builder.is_prepared():
-    raise _error(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; "
-                 f"prepare it first with {_build_hint(name, data_dir)}.")
-  return builder
+    return tfds_open.prepared_builder(name, data_dir)
+  except tfds_open.DatasetError as e:
+    raise _error(f"Class plan from TFDS: {e}") from None
 
 
 def label_feature(builder):
@@ -107,7 +94,7 @@ def label_counts(name, split="train", data_dir=None):
   """(per-class counts, class names, full dataset name) of a prepared split."""
   builder = load_builder(name, data_dir)
   label = label_feature(builder)
-  if split not in builder.info.splits:
+  if split not in builder.info.splits:  # Whole splits only: slices have no files.
     raise _error(f"TFDS dataset {builder.info.full_name} has no split {split!r}; "
                  f"it has {sorted(builder.info.splits)}.")
   labels = read_labels(builder, split)

@@ -18,6 +18,8 @@ import pathlib
 import re
 from typing import Any
 
+from synthfactory.datasets import tfds_open
+
 _VERSION = re.compile(r"^\d+\.(\d+|\*)\.(\d+|\*)$")
 # "<head>:<split>", where a split may carry a slice such as "train[:1000]".
 _SPLIT = re.compile(r"^(?P<head>.+):(?P<split>[\w-]+(\[[^\]]*\])?)$")
@@ -114,48 +116,22 @@ def open_image_set(spec, default_split="train", data_dir=None, image_key="image"
   import tensorflow_datasets as tfds
   from tensorflow_datasets.core import decode
   name, split = parse_spec(spec, default_split)
-  builder = _builder(tfds, name, data_dir)
-  if not builder.is_prepared():
-    raise ImageSetError(f"TFDS dataset {name!r} is registered but not prepared in "
-                        f"{builder.data_dir}: run `tfds build {name} "
-                        f"--file_format=array_record` (with --data_dir), or pass "
-                        f"--data_dir where it is prepared.")
   try:
-    builder.info.splits[split]
-  except (KeyError, ValueError):
-    raise ImageSetError(f"{name!r} has no split {split!r}; its splits are "
-                        f"{sorted(builder.info.splits)}.") from None
+    builder = tfds_open.prepared_builder(name, data_dir)
+    tfds_open.check_split(builder, split, name)
+  except tfds_open.DatasetError as e:
+    raise ImageSetError(str(e)) from None
   keys = list(builder.info.features.keys()) if builder.info.features else []
   feature = builder.info.features[image_key] if image_key in keys else None
   if not isinstance(feature, tfds.features.Image):
     raise ImageSetError(f"{name!r} has no image feature {image_key!r}; its features "
                         f"are {sorted(keys)}. Pass --image_key.")
   try:
-    source = builder.as_data_source(
-        split, deserialize_method=decode.DeserializeMethod.RAW_BYTES)
-  except NotImplementedError as e:
-    raise ImageSetError(f"{name!r} is not in ArrayRecord format, which random access "
-                        f"needs ({e}). Re-prepare it with --file_format=array_record.") \
-        from None
+    source = tfds_open.data_source(
+        builder, split, name, deserialize_method=decode.DeserializeMethod.RAW_BYTES)
+  except tfds_open.DatasetError as e:
+    raise ImageSetError(str(e)) from None
   return ImageSet(f"{name}:{split}", image_key, tuple(feature.shape), source)
-
-
-def _builder(tfds, name, data_dir):
-  path = pathlib.Path(name)
-  if path.is_dir():
-    if not (path / "dataset_info.json").exists():
-      found = sorted(str(p.parent) for p in path.glob("**/dataset_info.json"))[:5]
-      raise ImageSetError(f"{name} is not a TFDS dataset folder (no dataset_info.json). "
-                          f"Pass the version folder" +
-                          (f", e.g. {', '.join(found)}." if found else "."))
-    return tfds.builder_from_directory(name)
-  try:
-    return tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise ImageSetError(
-        f"TFDS dataset {name!r} not found: it is not a registered builder and no "
-        f"prepared copy is in data_dir {data_dir or '(TFDS default)'}. Check the name, "
-        f"pass --data_dir, import its builder, or give the dataset folder.") from None
 
 
 def batches(image_set, indices, batch_size, image_size=0, decode=True, prefetch=2):

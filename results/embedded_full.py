@@ -1,9 +1,10 @@
 """The embedded factory's headline numbers: the `full` workflow at each synthetic scale.
 
-Command: .venv/bin/python results/embedded_full.py [--scales=1,2] → results/embedded_full.json
-For each scale N (N × Fashion-MNIST's 60,000 training images, generated), the workflow
-pipelines/configs/fashion.py:full (in workdirs/fashion_full_<N>x/, resumable: rerun the
-same command after an interruption) trains the same classifier recipe on the 60,000
+Command: .venv/bin/python results/embedded_full.py [--scales=1,2] [--workdirs=DIR]
+→ results/embedded_full.json. For each scale N (N × Fashion-MNIST's 60,000 training
+images, generated), the workflow pipelines/configs/fashion.py:full (in
+<workdirs>/fashion_full_<N>x/, default workdirs/ in the repo; resumable: rerun the same
+command after an interruption) trains the same classifier recipe on the 60,000
 real images, on the N × 60,000 synthetic ones, and on both, and tests each on the
 10,000 real test images. Hours on a 2-core CPU, most of it sampling.
 """
@@ -28,8 +29,8 @@ def machine():
           "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_scale(scale):
-  workdir = ROOT / "workdirs" / f"fashion_full_{scale}x"
+def run_scale(scale, workdirs):
+  workdir = pathlib.Path(workdirs).absolute() / f"fashion_full_{scale}x"
   command = [sys.executable, "-m", "synthfactory.pipelines.run",
              "--config=pipelines/configs/fashion.py:full", f"--workdir={workdir}",
              f"--config.generate.plan.multiplier={scale}"]
@@ -52,8 +53,11 @@ def run_scale(scale):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--scales", default="1", help="comma-separated multipliers")
+  parser.add_argument("--workdirs", default=str(ROOT / "workdirs"),
+                      help="folder of the runs' workdirs (keep it outside a checkout "
+                           "that may be replaced, to resume across sessions)")
   args = parser.parse_args()
-  rows = [run_scale(s.strip()) for s in args.scales.split(",")]
+  rows = [run_scale(s.strip(), args.workdirs) for s in args.scales.split(",")]
   OUTPUT.write_text(json.dumps({
       "command": f".venv/bin/python results/embedded_full.py --scales={args.scales}",
       "machine": machine(),

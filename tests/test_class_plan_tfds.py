@@ -82,7 +82,7 @@ def test_unknown_dataset_names_the_fix(tmp_path):
 def test_unprepared_dataset_names_the_fix(tmp_path):
   with pytest.raises(class_plan.ClassPlanError, match=(
       r"'plan_tiny_labelled' is not prepared.*`tfds build plan_tiny_labelled "
-      f"--data_dir={tmp_path}`")):
+      f"--file_format=array_record --data_dir={tmp_path}`")):
     class_plan.from_tfds("plan_tiny_labelled", 1, data_dir=str(tmp_path))
 
 

@@ -109,7 +109,7 @@ def test_tfds_by_name_and_by_folder_read_the_same(synthetic, tfds_root):
 
 
 def test_missing_dataset_split_or_features_are_clear_errors(synthetic, tfds_root):
-  with pytest.raises(data_lib.DataError, match="no_such_dataset not found.*"
+  with pytest.raises(data_lib.DataError, match="'no_such_dataset' not found.*"
                      "tfds.list_builders"):
     data_lib.open_source("no_such_dataset:train", str(tfds_root))
   with pytest.raises(data_lib.DataError, match="has no split 'validation'.*'train'"):

@@ -40,6 +40,7 @@ import numpy as np
 import PIL.Image
 
 from synthfactory.datasets import fashion_mnist
+from synthfactory.datasets import tfds_open
 
 IDX = "fashion_mnist_idx"
 MIXES = ("real", "synthetic", "concat", "ratio")
@@ -289,30 +290,12 @@ def _open_idx(spec, split):
 
 
 def _open_tfds(spec, name, split, data_dir):
-  from etils import epath  # Local and gs:// folders alike.
   import tensorflow_datasets as tfds  # Heavy: only runs that read TFDS pay for it.
-
-  decoders = {"image": tfds.decode.SkipDecoding()}
   try:
-    if epath.Path(name).joinpath("dataset_info.json").exists():
-      return tfds.builder_from_directory(name).as_data_source(split, decoders=decoders)
-    return tfds.data_source(name, split=split, data_dir=data_dir or None,
-                            download=False, decoders=decoders)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise DataError(
-        f"{spec}: {str(e).splitlines()[0]} Check the name (tfds.list_builders()), or "
-        f"give a prepared dataset's folder: '<data_dir>/<name>/<version>:split'."
-    ) from e
-  except ValueError as e:
-    if "split" not in str(e).lower():
-      raise
-    raise DataError(f"{spec}: the dataset has no split {split!r}. {e}") from e
-  except Exception as e:  # TFDS raises several types for "not prepared / wrong format".
-    raise DataError(
-        f"{spec}: cannot open the dataset (data_dir={data_dir or 'TFDS default'}): "
-        f"{type(e).__name__}: {str(e)[:300]}\nPrepare it as ArrayRecord first: `tfds "
-        f"build {name} --file_format=array_record --data_dir=<dir>`, and set "
-        f"data.data_dir=<dir>.") from e
+    return tfds_open.data_source(tfds_open.builder(name, data_dir), split, name,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+  except tfds_open.DatasetError as e:
+    raise DataError(f"{spec}: {e}") from None
 
 
 def _decode_all(source, shape):

@@ -14,6 +14,7 @@ import numpy as np
 import PIL.Image
 
 from synthfactory.datasets import fashion_mnist
+from synthfactory.datasets import tfds_open
 
 
 class InputError(ValueError):
@@ -45,16 +46,10 @@ class TfdsSource:
   """
 
   def __init__(self, name, split, data_dir=None, max_examples=0, image_size=0):
-    import tensorflow_datasets as tfds  # Heavy: only runs that read TFDS pay for it.
     try:
-      self._ds = tfds.data_source(name, split=split, data_dir=data_dir or None,
-                                  download=False)
-    except Exception as e:  # TFDS raises several types for "not there / wrong format".
-      raise InputError(
-          f"Cannot open TFDS dataset {name!r} split {split!r} (data_dir={data_dir}): "
-          f"{e}\nPrepare it in ArrayRecord format first: `tfds build {name} "
-          f"--file_format=array_record --data_dir=<dir>`, and pass that dir as "
-          f"config.data.data_dir.") from e
+      self._ds = tfds_open.data_source(tfds_open.builder(name, data_dir), split, name)
+    except tfds_open.DatasetError as e:
+      raise InputError(f"config.data ({name}:{split}): {e}") from None
     self._len = min(len(self._ds), max_examples or len(self._ds))
     self._image_size = image_size
 
