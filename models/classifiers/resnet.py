@@ -17,6 +17,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from synthfactory.models.classifiers import head
+
 # (block, blocks per stage, base width) of each named variant.
 _SPECS = {
     "resnet18": ("basic", (2, 2, 2, 2), 64),
@@ -120,11 +122,9 @@ class ResNet(nn.Module):
                   bottleneck=self.block == "bottleneck", resnet_d=self.rs,
                   se_ratio=0.25 if self.rs else 0.0, drop_rate=drop,
                   dtype=self.dtype)(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(
-        jnp.float32)
+    return head.logits(self, jnp.mean(x, axis=(1, 2)), train,
+                       num_classes=self.num_classes, dropout=self.dropout,
+                       dtype=self.dtype)
 
 
 def create(name, *, num_classes, dropout=0.0, stochastic_depth=0.0,

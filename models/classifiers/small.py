@@ -16,6 +16,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from synthfactory.models.classifiers import head
 from synthfactory.models.classifiers import resnet
 
 # width, blocks per stage (small_resnet only)
@@ -75,11 +76,9 @@ class SmallResNet(nn.Module):
         x = resnet.Block(self.width * 2 ** stage, 2 if stage and not i else 1,
                          bottleneck=False, resnet_d=False, se_ratio=0.0, drop_rate=0.0,
                          dtype=self.dtype)(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(
-        jnp.float32)
+    return head.logits(self, jnp.mean(x, axis=(1, 2)), train,
+                       num_classes=self.num_classes, dropout=self.dropout,
+                       dtype=self.dtype)
 
 
 def create(name, *, num_classes, dropout=0.0, stochastic_depth=0.0,

@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from synthfactory.models.classifiers import head
+
 # width, depth, heads, pool, position embedding, pre-logits
 _SPECS = {
     "vit_s16": (384, 12, 6, "gap", "sincos2d", True),
@@ -99,13 +101,11 @@ class ViT(nn.Module):
     x = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
     if self.pre_logits:
       x = nn.tanh(nn.Dense(c, dtype=self.dtype, name="pre_logits")(x))
-    self.sow("intermediates", "features", x)  # classifiers.apply_with_features
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
     # big_vision zero-initialises the head; DeiT uses a small truncated normal.
     head_init = (nn.initializers.zeros if self.pre_logits
                  else nn.initializers.truncated_normal(0.02))
-    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=head_init,
-                    name="head")(x).astype(jnp.float32)
+    return head.logits(self, x, train, num_classes=self.num_classes,
+                       dropout=self.dropout, dtype=self.dtype, kernel_init=head_init)
 
 
 def create(name, *, num_classes, dropout=0.0, stochastic_depth=0.0,
