@@ -26,4 +26,5 @@ def missing(config):
   """Everything the config needs that is not there, as messages naming the fix;
   empty when the workflow can run."""
   return (real_data.missing(config) + diffusion.missing(config)
-          + generate.missing(config) + evaluate.missing(config))
+          + generate.missing(config) + classifiers.missing(config)
+          + evaluate.missing(config))

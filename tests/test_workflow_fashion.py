@@ -122,6 +122,16 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert log.count("complete, skipped") == 6
   assert _markers(workdir)["07_report"]["finished"] >= after["07_report"]["finished"]
 
+  # Another real+synthetic mix (a quarter of every batch synthetic, an epoch a pass
+  # over the real data): only that classifier is retrained, from scratch.
+  log = _run(workdir, "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25")
+  mixed = _markers(workdir)["05_classifiers"]["outputs"]
+  assert "real_plus_synthetic: its classifier config changed, training it afresh" in log
+  assert log.count("already trained and evaluated, kept") == 2
+  assert "resumed from step" not in log
+  assert mixed["real"] == trained["real"] and mixed["synthetic"] == trained["synthetic"]
+  assert mixed["real+synthetic"]["num_train"] == round(1000 * 16 / 12)
+
 
 def test_imagenet_config_names_everything_missing():
   found = workflow.missing(imagenet.get_config("1024x_4x"))
@@ -143,6 +153,16 @@ def test_missing_fashion_mnist_is_named(tmp_path, monkeypatch):
   config.real.dir = str(tmp_path)
   found = workflow.missing(config)
   assert len(found) == 1 and "dataset-fashion-mnist" in found[0]
+
+
+def test_bad_real_plus_synthetic_mix_is_named_before_running():
+  config = fashion.get_config("ci")
+  config.mixed.mix = "interleave"
+  assert "one of ('concat', 'ratio')" in workflow.missing(config)[0]
+  config.mixed.update(mix="ratio", synthetic_fraction=0.3)  # 4.8 of a batch of 16.
+  assert "use k/16" in workflow.missing(config)[0]
+  config.mixed.synthetic_fraction = 0.25
+  assert workflow.missing(config) == []
 
 
 def test_unknown_variants_are_refused():

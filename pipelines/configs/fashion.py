@@ -57,6 +57,10 @@ def get_config(arg="demo"):
   c.classifier = classifier_configs.get_config("fashion")
   c.classifier.epochs = 10
   c.conditions = ("real", "synthetic", "real+synthetic")
+  # How the real+synthetic classifier draws its data: "concat" (one dataset, an epoch
+  # a pass over the union; paper Table 4) or "ratio" (synthetic_fraction of every
+  # batch synthetic, an epoch a pass over the real data).
+  c.mixed = ml_collections.ConfigDict(dict(mix="concat", synthetic_fraction=0.0))
   # extractor "": the real-only classifier of this run (FD-fmnist).
   c.evaluate = ml_collections.ConfigDict(dict(extractor="", pr_samples=10_000,
                                               is_splits=10))

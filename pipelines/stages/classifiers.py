@@ -3,12 +3,16 @@ synthetic only, real + synthetic), the same recipe for each, every one evaluated
 the real test split.
 
 Conditions map to the classifier job's data mixes: "real", "synthetic" and
-"real+synthetic" (concat: an epoch is a pass over the union, paper Table 4). Each run
-lives in `<stage>/<condition>/` and resumes from its checkpoints; a finished run (its
-eval.json at the last step) is not redone.
+"real+synthetic", whose mix is the config's `mixed.mix`: "concat" (an epoch is a pass
+over the union, paper Table 4) or "ratio" (`mixed.synthetic_fraction` of every batch
+synthetic, an epoch a pass over the real data). Each run lives in
+`<stage>/<condition>/` with the config it trains (run_config.json) and resumes from its
+checkpoints; a finished run (its eval.json at the last step) is not redone, and a run
+whose config changed starts afresh.
 """
 import json
 import os
+import shutil
 
 from absl import logging
 
@@ -18,16 +22,39 @@ from synthfactory.pipelines.stages import common
 from synthfactory.training import classifier_data
 from synthfactory.training import classifier_trainer
 
-MIXES = {"real": "real", "synthetic": "synthetic", "real+synthetic": "concat"}
+CONDITIONS = ("real", "synthetic", "real+synthetic")
+MIXED = ("concat", "ratio")
+RUN_CONFIG = "run_config.json"
+
+
+def missing(config):
+  """Problems of the real+synthetic mix, found before any stage runs."""
+  if "real+synthetic" not in config.conditions:
+    return []
+  mix, fraction = config.mixed.mix, config.mixed.synthetic_fraction
+  batch = config.classifier.batch_size
+  if mix not in MIXED:
+    return [f"config.mixed.mix={mix!r} is not a way to mix real and synthetic data; "
+            f"set it to one of {MIXED}."]
+  if mix == "ratio" and not (0 < fraction < 1 and float(fraction * batch).is_integer()):
+    return [f"config.mixed.synthetic_fraction={fraction} must be strictly between 0 "
+            f"and 1 and a whole number of the batch of {batch}: use k/{batch}."]
+  return []
 
 
 def run_config(config, condition, real, build):
   """The classifier job config of one condition."""
-  if condition not in MIXES:
+  if condition not in CONDITIONS:
     raise ValueError(f"Unknown classifier condition {condition!r}; choose from "
-                     f"{sorted(MIXES)}.")
+                     f"{CONDITIONS}.")
   cfg = config.classifier.copy_and_resolve_references()
-  mix = MIXES[condition]
+  mix = condition
+  if condition == "real+synthetic":
+    mix = config.mixed.mix
+    if mix not in MIXED:
+      raise ValueError(f"mixed.mix={mix!r}: the real+synthetic classifier mixes its "
+                       f"data as one of {MIXED}.")
+    cfg.data.synthetic_fraction = config.mixed.synthetic_fraction
   cfg.data.update(
       real=f"{real['name']}:{config.real.train_split}" if mix != "synthetic" else "",
       synthetic=f"{build['folder']}:train" if mix != "real" else "",
@@ -36,9 +63,29 @@ def run_config(config, condition, real, build):
   return cfg
 
 
+def _start_or_resume(cfg, workdir):
+  """Keeps a workdir whose run trains `cfg`; one made for another config is removed
+  (its checkpoints and eval.json belong to a different recipe or data)."""
+  wanted = common.plain(cfg)
+  path = os.path.join(workdir, RUN_CONFIG)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) == wanted:
+        return
+    logging.info("%s: its classifier config changed, training it afresh", workdir)
+    shutil.rmtree(workdir)
+  elif os.path.isdir(workdir):
+    shutil.rmtree(workdir)  # From before configs were recorded: unknown recipe.
+  os.makedirs(workdir)
+  with open(path + ".tmp", "w") as f:
+    json.dump(wanted, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
 def _train(cfg, workdir):
   """Trains (or resumes) one run; returns its eval.json."""
   data = classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed)
+  _start_or_resume(cfg, workdir)
   trainer = classifier_trainer.Trainer(classifier_models.build(cfg.model), cfg, data)
   eval_file = os.path.join(workdir, classifier_trainer.EVAL_FILE)
   if os.path.exists(eval_file):
@@ -59,6 +106,7 @@ def make(config):
   def inputs():
     return {"classifier": common.plain(config.classifier),
             "conditions": list(config.conditions),
+            "mixed": common.plain(config.mixed),
             "splits": [config.real.train_split, config.real.test_split]}
 
   def run(stage_dir, upstream):
