@@ -1,12 +1,16 @@
 """The embedded factory's headline numbers: the `full` workflow at each synthetic scale.
 
 Command: .venv/bin/python results/embedded_full.py [--scales=1,2] [--workdirs=DIR]
-→ results/embedded_full.json. For each scale N (N × Fashion-MNIST's 60,000 training
+    [--mixes=concat,ratio:0.25] [-- --config.generate.sampler.guidance=3 ...]
+→ results/embedded_full.json (a row per scale; rows of scales not run are kept). For each scale N (N × Fashion-MNIST's 60,000 training
 images, generated), the workflow pipelines/configs/fashion.py:full (in
 <workdirs>/fashion_full_<N>x/, default workdirs/ in the repo; resumable: rerun the same
 command after an interruption) trains the same classifier recipe on the 60,000
 real images, on the N × 60,000 synthetic ones, and on both, and tests each on the
-10,000 real test images. Hours on a 2-core CPU, most of it sampling.
+10,000 real test images. Each mix of --mixes is one way to train on both (config
+`mixed`: concat = the union; ratio:f = a share f of every batch synthetic); the first
+is the headline, a later one retrains only the real+synthetic classifier. Hours on a 2-core CPU, most of it
+sampling.
 """
 import argparse
 import datetime
@@ -29,25 +33,52 @@ def machine():
           "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_scale(scale, workdirs):
+def mix_flags(mix):
+  """"concat" or "ratio:f" as the workflow's config flags."""
+  name, _, fraction = mix.partition(":")
+  flags = [f"--config.mixed.mix={name}"]
+  if fraction:
+    flags.append(f"--config.mixed.synthetic_fraction={fraction}")
+  return flags
+
+
+def run_scale(scale, workdirs, mixes, overrides):
   workdir = pathlib.Path(workdirs).absolute() / f"fashion_full_{scale}x"
-  command = [sys.executable, "-m", "synthfactory.pipelines.run",
-             "--config=pipelines/configs/fashion.py:full", f"--workdir={workdir}",
-             f"--config.generate.plan.multiplier={scale}"]
-  subprocess.run(command, cwd=ROOT, check=True)
-  results = json.loads((workdir / "07_report" / "results.json").read_text())
-  top1 = {c: r["top1"] for c, r in results["classifiers"].items()}
-  markers = sorted(workdir.glob("*/COMPLETE.json"))
-  return {"scale": f"{scale}×", "synthetic_images": results["scale"]["synthetic images"],
-          "top1": top1,
+  return run_workflow("full", workdir, mixes,
+                      [f"--config.generate.plan.multiplier={scale}", *overrides])
+
+
+def run_workflow(variant, workdir, mixes, overrides):
+  """Runs pipelines/configs/fashion.py:<variant> in `workdir` once per real+synthetic
+  mix (the first in full, later ones retrain only that classifier); its numbers."""
+  base = [sys.executable, "-m", "synthfactory.pipelines.run",
+          f"--config=pipelines/configs/fashion.py:{variant}", f"--workdir={workdir}",
+          *overrides]
+  mixed, commands = {}, []
+  for mix in mixes:
+    command = base + mix_flags(mix)
+    subprocess.run(command, cwd=ROOT, check=True)
+    results = json.loads((workdir / "07_report" / "results.json").read_text())
+    top1 = {c: r["top1"] for c, r in results["classifiers"].items()}
+    mixed[mix] = top1.pop("real+synthetic")
+    if not commands:  # The first run's stage times: the whole workflow.
+      markers = sorted(workdir.glob("*/COMPLETE.json"))
+      seconds = {m.parent.name: json.loads(m.read_text())["seconds"] for m in markers}
+    commands.append(" ".join(command[1:]))
+  headline = mixes[0]
+  return {"synthetic_images": results["scale"]["synthetic images"],
+          "top1": {**top1, "real+synthetic": mixed[headline]},
+          "real+synthetic_mix": headline,
+          "real+synthetic_by_mix": mixed,
           "synthetic_over_real": top1["synthetic"] / top1["real"],
-          "real_plus_synthetic_minus_real_points": 100 * (top1["real+synthetic"]
+          "real_plus_synthetic_minus_real_points": 100 * (mixed[headline]
                                                           - top1["real"]),
+          "label_agreement": results["comparisons"].get(
+              "label agreement (real classifier on synthetic)"),
           "fidelity": results.get("fidelity", {}).get("rows"),
           "sampler": results["provenance"]["sampler"],
-          "stage_seconds": {m.parent.name: json.loads(m.read_text())["seconds"]
-                            for m in markers},
-          "command": " ".join(command[1:])}
+          "stage_seconds": seconds,
+          "commands": commands}
 
 
 def main():
@@ -56,13 +87,29 @@ def main():
   parser.add_argument("--workdirs", default=str(ROOT / "workdirs"),
                       help="folder of the runs' workdirs (keep it outside a checkout "
                            "that may be replaced, to resume across sessions)")
+  parser.add_argument("--mixes", default="concat",
+                      help="comma-separated real+synthetic mixes: concat, ratio:f")
+  parser.add_argument("overrides", nargs="*",
+                      help="after --: workflow config overrides, e.g. "
+                           "--config.generate.sampler.guidance=3")
   args = parser.parse_args()
-  rows = [run_scale(s.strip(), args.workdirs) for s in args.scales.split(",")]
-  OUTPUT.write_text(json.dumps({
-      "command": f".venv/bin/python results/embedded_full.py --scales={args.scales}",
-      "machine": machine(),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "results": rows}, indent=1) + "\n")
+  mixes = [m.strip() for m in args.mixes.split(",")]
+  command = " ".join([".venv/bin/python results/embedded_full.py",
+                      f"--scales={args.scales}", f"--mixes={args.mixes}",
+                      *(["--", *args.overrides] if args.overrides else [])])
+  rows = []
+  for scale in args.scales.split(","):
+    row = {"scale": f"{scale.strip()}×",
+           **run_scale(scale.strip(), args.workdirs, mixes, args.overrides)}
+    row.update(command=command, machine=machine(), date=datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds"))
+    rows.append(row)
+  # Each row is its own run (command, machine, date): other scales' rows are kept.
+  kept = []
+  if OUTPUT.exists():
+    ran = {r["scale"] for r in rows}
+    kept = [r for r in json.loads(OUTPUT.read_text())["results"] if r["scale"] not in ran]
+  OUTPUT.write_text(json.dumps({"results": kept + rows}, indent=1) + "\n")
   print(json.dumps(rows, indent=1))
 
 
