@@ -26,5 +26,6 @@ def missing(config):
   """Everything the config needs that is not there, as messages naming the fix;
   empty when the workflow can run."""
   return (real_data.missing(config) + diffusion.missing(config)
-          + generate.missing(config) + classifiers.missing(config)
+          + generate.missing(config) + build.missing(config)
+          + classifiers.missing(config)
           + evaluate.missing(config))

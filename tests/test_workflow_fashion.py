@@ -165,6 +165,13 @@ def test_bad_real_plus_synthetic_mix_is_named_before_running():
   assert workflow.missing(config) == []
 
 
+def test_a_multiplier_the_tfds_builder_lacks_is_named_before_generating():
+  config = fashion.get_config("ci")
+  config.generate.plan.multiplier = "0.3"
+  found = workflow.missing(config)
+  assert len(found) == 1 and "multiplier=0.3" in found[0] and "'0.25'" in found[0]
+
+
 def test_unknown_variants_are_refused():
   with pytest.raises(ValueError, match="choose one of"):
     fashion.get_config("tiny")

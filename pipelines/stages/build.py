@@ -12,6 +12,23 @@ from synthfactory.tfds_builders import all as all_builders  # Registers the buil
 del all_builders
 
 
+def missing(config):
+  """A plan multiplier that the dataset's TFDS builder has no config for (found before
+  hours of generation, not after)."""
+  name, multiplier = config.generate.name, str(config.generate.plan.multiplier)
+  try:
+    listed = [c.multiplier for c in tfds.builder_cls(name).BUILDER_CONFIGS]
+  except Exception as e:  # TFDS raises several types for unknown names.
+    return [f"TFDS has no builder {name!r} for the generated dataset ({e}); set "
+            "config.generate.name to one in tfds_builders/."]
+  if multiplier not in listed:
+    return [f"config.generate.plan.multiplier={multiplier}: the TFDS builder {name} "
+            f"has no config for it, so the generated dataset could not be registered; "
+            f"pick one of {sorted(set(listed), key=float)} (or add it to the builder's "
+            "MULTIPLIERS in tfds_builders/)."]
+  return []
+
+
 def make(config):
   del config  # Everything comes from the generated dataset's manifest.
 

@@ -11,7 +11,7 @@ from synthfactory.beam_jobs.configs import generate as generate_configs
 from synthfactory.datasets import fashion_mnist
 from synthfactory.tfds_builders import synthetic_builder
 
-MULTIPLIERS = ("0.001", "0.01", "0.05", "0.1", "0.5", "1", "2", "4", "10")
+MULTIPLIERS = ("0.001", "0.01", "0.05", "0.1", "0.25", "0.5", "1", "2", "4", "10")
 
 
 class Builder(synthetic_builder.SyntheticBuilder):
