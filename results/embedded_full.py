@@ -2,15 +2,15 @@
 
 Command: .venv/bin/python results/embedded_full.py [--scales=1,2] [--workdirs=DIR]
     [--mixes=concat,ratio:0.25] [-- --config.generate.sampler.guidance=3 ...]
-→ results/embedded_full.json (a row per scale; rows of scales not run are kept). For each scale N (N × Fashion-MNIST's 60,000 training
-images, generated), the workflow pipelines/configs/fashion.py:full (in
-<workdirs>/fashion_full_<N>x/, default workdirs/ in the repo; resumable: rerun the same
-command after an interruption) trains the same classifier recipe on the 60,000
-real images, on the N × 60,000 synthetic ones, and on both, and tests each on the
-10,000 real test images. Each mix of --mixes is one way to train on both (config
-`mixed`: concat = the union; ratio:f = a share f of every batch synthetic); the first
-is the headline, a later one retrains only the real+synthetic classifier. Hours on a 2-core CPU, most of it
-sampling.
+→ results/embedded_full.json, a row per scale (rows of scales not run are kept). For
+each scale N (N × Fashion-MNIST's 60,000 training images, generated), the workflow
+pipelines/configs/fashion.py:full (in <workdirs>/fashion_full_<N>x/, default workdirs/
+in the repo; resumable: rerun the same command after an interruption) trains the same
+classifier recipe on the 60,000 real images, on the N × 60,000 synthetic ones, and on
+both, and tests each on the 10,000 real test images. Each mix of --mixes is one way to
+train on both (config `mixed`: concat = the union; ratio:f = a share f of every batch
+synthetic); the first is the headline, a later one retrains only the real+synthetic
+classifier. Hours on a 2-core CPU, most of it sampling.
 """
 import argparse
 import datetime

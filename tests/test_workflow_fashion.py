@@ -124,7 +124,8 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
 
   # Another real+synthetic mix (a quarter of every batch synthetic, an epoch a pass
   # over the real data): only that classifier is retrained, from scratch.
-  log = _run(workdir, "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25")
+  log = _run(workdir, "--config.mixed.mix=ratio",
+             "--config.mixed.synthetic_fraction=0.25")
   mixed = _markers(workdir)["05_classifiers"]["outputs"]
   assert "real_plus_synthetic: its classifier config changed, training it afresh" in log
   assert log.count("already trained and evaluated, kept") == 2

@@ -49,11 +49,8 @@ def run_config(config, condition, real, build):
                      f"{CONDITIONS}.")
   cfg = config.classifier.copy_and_resolve_references()
   mix = condition
-  if condition == "real+synthetic":
+  if condition == "real+synthetic":  # Checked by missing() before the run.
     mix = config.mixed.mix
-    if mix not in MIXED:
-      raise ValueError(f"mixed.mix={mix!r}: the real+synthetic classifier mixes its "
-                       f"data as one of {MIXED}.")
     cfg.data.synthetic_fraction = config.mixed.synthetic_fraction
   cfg.data.update(
       real=f"{real['name']}:{config.real.train_split}" if mix != "synthetic" else "",
