@@ -22,6 +22,7 @@ import numpy as np
 
 from synthfactory.beam_jobs import progress
 from synthfactory.beam_jobs import shard_worker
+from synthfactory.beam_jobs import worker_logs
 from synthfactory.datasets import class_plan as class_plan_lib
 from synthfactory.datasets import manifest as manifest_lib
 from synthfactory.datasets import shards as shards_lib
@@ -296,6 +297,7 @@ def run(config, output_dir, *, overwrite=False, beam_args=()):
                mode, plan.total, plan.num_classes, spec["num_shards"])
   output_dir = storage.absolute(output_dir)
   options = pipeline_options.PipelineOptions(list(beam_args))
+  worker_logs.install()  # Worker processes' progress lines, readable.
   start = time.monotonic()
   with beam.Pipeline(runner=pipeline_runner(options), options=options) as p:
     _ = (p

@@ -5,6 +5,7 @@ One uninterrupted in-process run is the reference every other run must match byt
 for byte; CLI runs go through subprocesses sharing JAX's persistent compile cache.
 """
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from apache_beam.portability.api import beam_fn_api_pb2
 import jax
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from synthfactory.beam_jobs import generation
 from synthfactory.beam_jobs import progress
 from synthfactory.beam_jobs import shard_worker
+from synthfactory.beam_jobs import worker_logs
 from synthfactory.beam_jobs.configs import generate as generate_configs
 from synthfactory.datasets import class_plan
 from synthfactory.datasets import manifest
@@ -91,6 +94,41 @@ def test_two_workers_write_identical_bytes(reference, tmp_path, env):
             env={**env, "PYTHONHASHSEED": "7"})
   assert got.returncode == 0, got.stderr[-3000:]
   assert files(out) == files(reference)
+  # The workers' progress reaches the main log as their own lines, not Beam's protos.
+  assert "worker: progress: " in got.stderr, got.stderr[-3000:]
+  assert "Worker: severity" not in got.stderr
+
+
+def test_worker_log_records_are_rewritten_to_their_message():
+  beam_logger = logging.getLogger(worker_logs._BEAM_LOGGER)
+  worker_logs.install()
+  worker_logs.install()   # Idempotent: one filter.
+  assert sum(isinstance(f, worker_logs._WorkerLogFilter)
+             for f in beam_logger.filters) == 1
+
+  def relogged(message, step="Write", severity="INFO", where="shard_worker.py:70"):
+    """A worker's record as Beam's local job service logs it."""
+    entry = beam_fn_api_pb2.LogEntry(
+        message=message, thread="Thread-3", transform_id=step, log_location=where,
+        severity=getattr(beam_fn_api_pb2.LogEntry.Severity, severity))
+    return logging.LogRecord(beam_logger.name, logging.INFO, "f.py", 1, "Worker: %s",
+                             (str(entry).replace("\n", " "),), None)
+
+  record = relogged('progress: 75/600 images "quoted"\nsecond line')
+  assert beam_logger.filters[-1].filter(record)
+  assert record.getMessage() == 'worker: progress: 75/600 images "quoted"\nsecond line'
+  assert not beam_logger.filters[-1].filter(relogged(
+      "No semi_persistent_directory found: User registered objects..."))
+  assert not beam_logger.filters[-1].filter(relogged("Control channel established.",
+                                                     step=""))   # Harness chatter.
+  assert not beam_logger.filters[-1].filter(relogged(
+      "Restoring checkpoint", where="/x/orbax/checkpoint/checkpoint_manager.py:1"))
+  warning = relogged("Out of disk", step="", severity="WARN")
+  assert beam_logger.filters[-1].filter(warning)
+  assert warning.getMessage() == "worker: Out of disk"
+  other = logging.LogRecord(beam_logger.name, logging.INFO, "f.py", 1, "Job %s", ("x",),
+                            None)
+  assert beam_logger.filters[-1].filter(other) and other.getMessage() == "Job x"
 
 
 def test_resume_rewrites_only_damaged_shards(reference, tmp_path):
