@@ -12,8 +12,18 @@ the per-item keys the generation job uses, quantised to uint8 as the shards stor
 and measures: FD (in the extractor's features, against the reference set), the
 extractor-classifier's agreement with the labels the images were generated for, its
 Inception-style score, and sampling images/s (compilation excluded). The chosen
-setting is the lowest FD; the paper picks by FID the same way (§4.2). The output JSON
-holds the table, the choice and the command.
+setting is the lowest FD, or with --fd_margin=m the one with the highest label
+agreement among those whose FD is within a fraction m of the lowest: the paper's
+final settings take "FID and CAS into account" (§4.2), and label agreement is our
+cheap stand-in for CAS. The output JSON holds the table, the rule, the choice and the
+command.
+
+Choosing again with another rule needs no sampling: --rechoose=<a sweep's JSON>
+applies --fd_margin to its table (checkpoint, extractor and reference are not needed):
+
+  python -m synthfactory.evaluation.sampler_sweep \
+      --rechoose=models/pretrained/fashion_unet/sampler.json --fd_margin=0.05 \
+      --output=models/pretrained/fashion_unet/sampler.json
 """
 import json
 import os
@@ -55,8 +65,13 @@ def _define_flags():
       per_class=d.DEFINE_integer("per_class", 100, "Images per class and setting."),
       batch_size=d.DEFINE_integer("batch_size", 100, "Sampling batch (fixed, padded)."),
       seed=d.DEFINE_integer("seed", 0, "Global seed of the per-item keys."),
+      fd_margin=d.DEFINE_float("fd_margin", 0.0, "Choose the highest label agreement "
+                               "among settings whose FD is within this fraction of "
+                               "the lowest (0: the lowest FD)."),
+      rechoose=d.DEFINE_string("rechoose", None, "A sweep's JSON: choose again from "
+                               "its table with --fd_margin, sampling nothing."),
       output=d.DEFINE_string("output", None, "Where the JSON goes."))
-  flags.mark_flags_as_required(["checkpoint", "extractor", "reference", "output"])
+  flags.mark_flags_as_required(["output"])
   return holders
 
 
@@ -116,16 +131,74 @@ def sweep(model, params, settings, extractor, reference, per_class, seed, batch_
   return rows
 
 
-def choose(rows, metric):
-  """The lowest-FD row (fewer model evaluations break ties)."""
+def choose(rows, metric, fd_margin=0.0):
+  """The lowest-FD row or, with a margin, the highest label agreement among the rows
+  whose FD is within `fd_margin` (a fraction) of the lowest. Lower FD, then fewer
+  model evaluations, break ties."""
+  if fd_margin < 0:
+    raise ValueError(f"fd_margin={fd_margin} is negative; use 0 for the lowest FD or "
+                     "e.g. 0.05 for within 5% of it.")
   cost = lambda r: r["sampler"]["steps"] * (1 if r["sampler"]["guidance"] == 1 else 2)
-  return min(rows, key=lambda r: (round(r[metric], 6), cost(r)))
+  by_fd = lambda r: (round(r[metric], 6), cost(r))
+  if not fd_margin:
+    return min(rows, key=by_fd)
+  limit = min(r[metric] for r in rows) * (1 + fd_margin)
+  near = [r for r in rows if r[metric] <= limit]
+  return min(near, key=lambda r: (-round(r["label_agreement"], 6), *by_fd(r)))
+
+
+def _command():
+  return " ".join(["python -m synthfactory.evaluation.sampler_sweep", *sys.argv[1:]])
+
+
+def rule(metric, fd_margin):
+  """The choice rule in words, as the output JSON records it."""
+  if not fd_margin:
+    return f"lowest {metric}"
+  return f"highest label agreement within {fd_margin:.0%} of the lowest {metric}"
+
+
+def _write(result, output):
+  output = pathlib.Path(output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  tmp = output.with_name(output.name + ".tmp")
+  tmp.write_text(json.dumps(result, indent=1) + "\n")
+  os.replace(tmp, output)
+
+
+def rechoose(path, fd_margin):
+  """A recorded sweep with its choice made again by `fd_margin`."""
+  try:
+    result = json.loads(pathlib.Path(path).read_text())
+    rows = result["sweep"]
+    metric = next(k for k in rows[0] if k == "FID" or k.startswith("FD-"))
+  except (OSError, ValueError, KeyError, IndexError, StopIteration) as e:
+    raise app.UsageError(f"--rechoose={path} is not a sampler sweep's JSON ({e!r}); "
+                         "give the output of an earlier sweep.") from e
+  result.setdefault("sweep_command", result.get("command"))
+  result.update(sampler=choose(rows, metric, fd_margin)["sampler"],
+                chosen_by=rule(metric, fd_margin), fd_margin=fd_margin,
+                command=_command())
+  return result, metric
 
 
 def main(argv, opts):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   opts = {name: holder.value for name, holder in opts.items()}
+  if opts["fd_margin"] < 0:
+    raise app.UsageError(f"--fd_margin={opts['fd_margin']} is negative; use 0 for the "
+                         "lowest FD or e.g. 0.05 for within 5% of it.")
+  if opts["rechoose"]:
+    result, metric = rechoose(opts["rechoose"], opts["fd_margin"])
+    _write(result, opts["output"])
+    best = next(r for r in result["sweep"] if r["sampler"] == result["sampler"])
+    _print_choice(best, metric)
+    return
+  needed = [f"--{n}" for n in ("checkpoint", "extractor", "reference") if not opts[n]]
+  if needed:
+    raise app.UsageError(f"A sweep needs {', '.join(needed)} (or --rechoose=<a sweep's "
+                         "JSON> to choose again without sampling).")
   checkpoints.quiet_orbax_logs()
   model, params = checkpoints.load_model(opts["checkpoint"])
   extractor = feature_extractor.create(opts["extractor"])
@@ -135,19 +208,20 @@ def main(argv, opts):
   settings = grid(opts["samplers"], opts["steps"], opts["guidance"])
   rows = sweep(model, params, settings, extractor, reference, opts["per_class"],
                opts["seed"], opts["batch_size"])
-  best = choose(rows, extractor.metric_name)
-  result = {"sampler": best["sampler"], "chosen_by": f"lowest {extractor.metric_name}",
-            "sweep": rows, "per_class": opts["per_class"], "seed": opts["seed"],
-            "reference": opts["reference"], "extractor": extractor.name,
-            "checkpoint": opts["checkpoint"], "command": " ".join(sys.argv)}
-  output = pathlib.Path(opts["output"])
-  output.parent.mkdir(parents=True, exist_ok=True)
-  tmp = output.with_name(output.name + ".tmp")
-  tmp.write_text(json.dumps(result, indent=1) + "\n")
-  os.replace(tmp, output)
+  metric, margin = extractor.metric_name, opts["fd_margin"]
+  best = choose(rows, metric, margin)
+  result = {"sampler": best["sampler"], "chosen_by": rule(metric, margin),
+            "fd_margin": margin, "sweep": rows, "per_class": opts["per_class"],
+            "seed": opts["seed"], "reference": opts["reference"],
+            "extractor": extractor.name, "checkpoint": opts["checkpoint"],
+            "command": _command()}
+  _write(result, opts["output"])
+  _print_choice(best, metric)
+
+
+def _print_choice(best, metric):
   print(f"chosen: {best['sampler']['name']} {best['sampler']['steps']} steps, guidance "
-        f"{best['sampler']['guidance']}: {extractor.metric_name} "
-        f"{best[extractor.metric_name]:.3f}, label agreement "
+        f"{best['sampler']['guidance']}: {metric} {best[metric]:.3f}, label agreement "
         f"{best['label_agreement']:.3f}")
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from synthfactory.datasets import seeding
+from synthfactory.evaluation import sampler_sweep
 from synthfactory.models import samplers
 from synthfactory.models import unet
 from synthfactory.pipelines.configs import fashion
@@ -24,9 +25,10 @@ def test_shipped_checkpoint_is_the_fashion_unet():
 def test_shipped_sampler_settings_come_from_its_sweep():
   recorded = json.loads((SHIPPED / "sampler.json").read_text())
   chosen = samplers.SamplerConfig.from_dict(recorded["sampler"])
-  metric = recorded["chosen_by"].removeprefix("lowest ")
-  assert min(row[metric] for row in recorded["sweep"]) == next(
-      row[metric] for row in recorded["sweep"] if row["sampler"] == recorded["sampler"])
+  metric, margin = f"FD-{recorded['extractor']}", recorded.get("fd_margin", 0.0)
+  assert recorded["chosen_by"] == sampler_sweep.rule(metric, margin)
+  assert sampler_sweep.choose(recorded["sweep"], metric, margin)["sampler"] == (
+      recorded["sampler"])
   for variant in ("demo", "full"):
     config = fashion.get_config(variant)
     assert samplers.SamplerConfig.from_dict(config.generate.sampler.to_dict()) == chosen

@@ -1,7 +1,11 @@
 """The sampler sweep: its grid, deterministic sampling, metrics and choice, run on a
 freshly initialised tiny U-Net with a small random-feature extractor."""
+import json
+
+from absl import app
 import jax
 import numpy as np
+import pytest
 
 from synthfactory.evaluation import feature_extractor
 from synthfactory.evaluation import reference_stats
@@ -72,3 +76,35 @@ def test_choose_takes_the_lowest_fd_then_the_cheapest():
   row = lambda fd, steps, w: {"FD-x": fd, "sampler": {"steps": steps, "guidance": w}}
   rows = [row(3.0, 10, 1.0), row(2.0, 20, 2.0), row(2.0, 10, 2.0), row(2.5, 5, 1.0)]
   assert sampler_sweep.choose(rows, "FD-x") is rows[2]
+
+
+def _row(fd, agreement, steps, w):
+  return {"FD-x": fd, "label_agreement": agreement,
+          "sampler": {"name": "ddim", "steps": steps, "guidance": w}}
+
+
+def test_choose_with_a_margin_takes_the_best_agreement_near_the_lowest_fd():
+  rows = [_row(2.0, 0.80, 12, 2.0), _row(2.08, 0.88, 12, 3.0), _row(2.5, 0.95, 12, 5.0),
+          _row(2.08, 0.88, 6, 3.0)]
+  assert sampler_sweep.choose(rows, "FD-x") is rows[0]
+  assert sampler_sweep.choose(rows, "FD-x", 0.05) is rows[3]   # Tie: fewer steps.
+  assert sampler_sweep.choose(rows, "FD-x", 0.30) is rows[2]
+  with pytest.raises(ValueError, match="negative"):
+    sampler_sweep.choose(rows, "FD-x", -0.1)
+  assert sampler_sweep.rule("FD-x", 0.05) == (
+      "highest label agreement within 5% of the lowest FD-x")
+
+
+def test_rechoose_applies_a_new_rule_to_a_recorded_sweep(tmp_path):
+  recorded = {"sampler": _row(2.0, 0.8, 12, 2.0)["sampler"], "chosen_by": "lowest FD-x",
+              "extractor": "x", "command": "sweep --per_class=50",
+              "sweep": [_row(2.0, 0.80, 12, 2.0), _row(2.08, 0.88, 12, 3.0)]}
+  path = tmp_path / "sweep.json"
+  path.write_text(json.dumps(recorded))
+  result, metric = sampler_sweep.rechoose(path, 0.05)
+  assert metric == "FD-x" and result["sampler"]["guidance"] == 3.0
+  assert result["fd_margin"] == 0.05 and result["sweep"] == recorded["sweep"]
+  assert result["sweep_command"] == "sweep --per_class=50"   # The sampling's command.
+  (tmp_path / "bad.json").write_text("{}")
+  with pytest.raises(app.UsageError, match="not a sampler sweep"):
+    sampler_sweep.rechoose(tmp_path / "bad.json", 0.05)

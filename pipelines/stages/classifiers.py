@@ -79,8 +79,9 @@ def _start_or_resume(cfg, workdir):
   os.replace(path + ".tmp", path)
 
 
-def _train(cfg, workdir):
-  """Trains (or resumes) one run; returns its eval.json."""
+def train(cfg, workdir):
+  """Trains (or resumes) one run; returns (its eval.json, real examples, examples an
+  epoch)."""
   data = classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed)
   _start_or_resume(cfg, workdir)
   trainer = classifier_trainer.Trainer(classifier_models.build(cfg.model), cfg, data)
@@ -114,7 +115,7 @@ def make(config):
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
                                          if s))
-      got, num_real, num_train = _train(cfg, workdir)
+      got, num_real, num_train = train(cfg, workdir)
       train_data = [cfg.data.real] if cfg.data.real else []
       if cfg.data.synthetic:
         train_data.append(f"{upstream['build']['tfds_name']}:train")
