@@ -67,7 +67,7 @@ def _define_flags():
       seed=d.DEFINE_integer("seed", 0, "Global seed of the per-item keys."),
       fd_margin=d.DEFINE_float("fd_margin", 0.0, "Choose the highest label agreement "
                                "among settings whose FD is within this fraction of "
-                               "the lowest (0: the lowest FD)."),
+                               "the lowest (0: the lowest FD).", lower_bound=0.0),
       rechoose=d.DEFINE_string("rechoose", None, "A sweep's JSON: choose again from "
                                "its table with --fd_margin, sampling nothing."),
       output=d.DEFINE_string("output", None, "Where the JSON goes."))
@@ -186,9 +186,6 @@ def main(argv, opts):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   opts = {name: holder.value for name, holder in opts.items()}
-  if opts["fd_margin"] < 0:
-    raise app.UsageError(f"--fd_margin={opts['fd_margin']} is negative; use 0 for the "
-                         "lowest FD or e.g. 0.05 for within 5% of it.")
   if opts["rechoose"]:
     result, metric = rechoose(opts["rechoose"], opts["fd_margin"])
     _write(result, opts["output"])

@@ -8,8 +8,8 @@ The goal "real+synthetic ≥ real-only + 0.3 points" compares two single trainin
 This retrains the classifiers of a finished workflow run (same data, same recipe: its
 classifiers stage's configs) with other seeds, which change the initialisation and
 the data order, and reports each condition's top-1 per seed, mean and spread, and the
-real+synthetic minus real-only difference per seed. The seed-0 runs are the
-workflow's own. Runs go to <workdir>/seed_spread/<condition>_seed<k>/ and resume.
+real+synthetic minus real-only difference per seed. The runs at the config's own
+seed are the workflow's. Runs go to <workdir>/seed_spread/<condition>_seed<k>/ and resume.
 """
 import argparse
 import datetime
@@ -46,10 +46,11 @@ def main():
   logging.set_verbosity(logging.INFO)
   workdir = pathlib.Path(args.workdir).absolute()
   done = stage_outputs(workdir, "classifiers")
-  top1 = {c: {0: done[c]["top1"]} for c in args.conditions.split(",")}
-  for condition in top1:
+  top1 = {}
+  for condition in args.conditions.split(","):
     base = json.loads((pathlib.Path(done[condition]["workdir"]) /
                        classifiers.RUN_CONFIG).read_text())
+    top1[condition] = {base["seed"]: done[condition]["top1"]}   # The workflow's run.
     for seed in (int(s) for s in args.seeds.split(",")):
       cfg = ml_collections.ConfigDict(base)
       cfg.seed = seed
