@@ -135,19 +135,31 @@ def test_model_calls_per_step(guidance, batch_per_call):
 
 @pytest.mark.parametrize("name", samplers.SAMPLERS)
 def test_item_sample_independent_of_batch(name):
-  """An item's sample is identical alone and in a batch of 64 with other classes."""
+  """An item's sample is bit-identical in any batch of the same size (other items,
+  other positions), which is what generation relies on: it always samples in batches
+  of exactly `batch_size`, padding the last. Alone (batch 1: another compiled program)
+  it agrees to float rounding only: on AVX-512 CPUs XLA's batch-1 code rounds 1 ulp
+  differently from its batch-64 code."""
   config = dict(name=name, steps=20, eta=1.0 if name == "ddim" else 0.0)
   labels = np.arange(64) % 3
   batch = _draw(MIXTURE, config, labels, seed=7)
   again = _draw(MIXTURE, config, labels, seed=7)
   np.testing.assert_array_equal(batch, again)
   keys = _keys(64, seed=7)
-  fn = lambda k, y: samplers.sample(
+  fn = jax.jit(lambda k, y: samplers.sample(
       MIXTURE.eps, SCHEDULE, samplers.SamplerConfig(thresholding="none", **config),
-      k, y, (2,), num_classes=3)
-  for i in (0, 17, 63):
-    alone = np.asarray(jax.jit(fn)(keys[i:i + 1], jnp.asarray(labels[i:i + 1])))
-    np.testing.assert_array_equal(alone[0], batch[i].astype(np.float32))
+      k, y, (2,), num_classes=3))
+  # Items 0, 17 and 63 at other positions, among other items (other keys, classes).
+  items = np.array([0, 17, 63])
+  moved = 63 - items
+  mixed_keys = _keys(64, seed=9).at[moved].set(keys[items])
+  mixed_labels = (labels + 1) % 3
+  mixed_labels[moved] = labels[items]
+  mixed = np.asarray(fn(mixed_keys, jnp.asarray(mixed_labels)))
+  np.testing.assert_array_equal(mixed[moved], batch[items].astype(np.float32))
+  for i in items:
+    alone = np.asarray(fn(keys[i:i + 1], jnp.asarray(labels[i:i + 1])))
+    np.testing.assert_allclose(alone[0], batch[i], rtol=1e-5, atol=1e-6)
   assert not np.array_equal(batch, _draw(MIXTURE, config, labels, seed=8))
 
 
