@@ -2,14 +2,18 @@
 
 Command: .venv/bin/python results/seed_spread.py --workdir=<a finished fashion
     workflow run> [--seeds=1,2] [--conditions=real,real+synthetic]
-→ results/seed_spread.json.
+    [--mix=concat|ratio:f]
+→ results/seed_spread.json: one record per (workdir, real+synthetic mix); a rerun on
+the same pair replaces its record, others are kept.
 
 The goal "real+synthetic ≥ real-only + 0.3 points" compares two single training runs.
 This retrains the classifiers of a finished workflow run (same data, same recipe: its
 classifiers stage's configs) with other seeds, which change the initialisation and
 the data order, and reports each condition's top-1 per seed, mean and spread, and the
 real+synthetic minus real-only difference per seed. The runs at the config's own
-seed are the workflow's. Runs go to <workdir>/seed_spread/<condition>_seed<k>/ and resume.
+seed are the workflow's; with a --mix other than the run's own, the real+synthetic
+classifier is trained at that seed too. Runs go to
+<workdir>/seed_spread/<condition>[_<mix>]_seed<k>/ and resume.
 """
 import argparse
 import datetime
@@ -37,39 +41,86 @@ def stage_outputs(workdir, stage):
   return json.loads(marker.read_text())["outputs"]
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--seeds", default="1,2")
-  parser.add_argument("--conditions", default="real,real+synthetic")
-  args = parser.parse_args()
-  logging.set_verbosity(logging.INFO)
-  workdir = pathlib.Path(args.workdir).absolute()
+def mix_name(data):
+  """A classifier data config's real+synthetic mix as "concat" or "ratio:f"."""
+  return data["mix"] + (f":{data['synthetic_fraction']:g}" if data["mix"] == "ratio"
+                        else "")
+
+
+def with_mix(base, mix):
+  """`base` (a real+synthetic run config) with its mix set from "concat"/"ratio:f"."""
+  name, _, fraction = mix.partition(":")
+  if name not in classifiers.MIXED or (name == "ratio") != bool(fraction):
+    raise SystemExit(f"--mix={mix!r}: give concat or ratio:f (f the synthetic share "
+                     "of every batch, e.g. ratio:0.25).")
+  cfg = ml_collections.ConfigDict(base.to_dict())  # A copy: nested dicts too.
+  cfg.data.mix, cfg.data.synthetic_fraction = name, float(fraction or 0.0)
+  return cfg
+
+
+def spread(workdir, conditions, seeds, mix):
+  """Top-1 by condition and seed: the workflow's own runs plus retrained ones."""
   done = stage_outputs(workdir, "classifiers")
-  top1 = {}
-  for condition in args.conditions.split(","):
-    base = json.loads((pathlib.Path(done[condition]["workdir"]) /
-                       classifiers.RUN_CONFIG).read_text())
-    top1[condition] = {base["seed"]: done[condition]["top1"]}   # The workflow's run.
-    for seed in (int(s) for s in args.seeds.split(",")):
-      cfg = ml_collections.ConfigDict(base)
+  top1, mixes = {}, {}
+  for condition in conditions:
+    base = ml_collections.ConfigDict(json.loads(
+        (pathlib.Path(done[condition]["workdir"]) / classifiers.RUN_CONFIG).read_text()))
+    runs, tag = seeds, ""
+    top1[condition] = {}
+    if condition == "real+synthetic" and mix and mix != mix_name(base.data):
+      base, tag = with_mix(base, mix), "_" + mix.replace(":", "")
+      runs = [base.seed, *seeds]  # The workflow's own run used another mix.
+    else:
+      top1[condition][base.seed] = done[condition]["top1"]
+    if condition == "real+synthetic":
+      mixes[condition] = mix_name(base.data)
+    for seed in runs:
+      cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.seed = seed
-      run = workdir / "seed_spread" / f"{condition.replace('+', '_plus_')}_seed{seed}"
-      logging.info("%s, seed %d → %s", condition, seed, run)
-      top1[condition][seed] = classifiers.train(cfg, str(run))[0]["top1"]
-  summary = {c: {"top1_by_seed": {str(k): v for k, v in runs.items()},
+      name = f"{condition.replace('+', '_plus_')}{tag}_seed{seed}"
+      logging.info("%s, seed %d → %s", condition, seed, workdir / "seed_spread" / name)
+      top1[condition][seed] = classifiers.train(
+          cfg, str(workdir / "seed_spread" / name))[0]["top1"]
+  return top1, mixes.get("real+synthetic")
+
+
+def summarise(top1):
+  summary = {c: {"top1_by_seed": {str(k): v for k, v in sorted(runs.items())},
                  "mean": statistics.mean(runs.values()),
                  "stdev": statistics.stdev(runs.values()) if len(runs) > 1 else 0.0}
              for c, runs in top1.items()}
   if {"real", "real+synthetic"} <= set(top1):
     summary["real+synthetic_minus_real_points_by_seed"] = {
         str(k): round(100 * (top1["real+synthetic"][k] - top1["real"][k]), 2)
-        for k in top1["real"]}
-  result = {"workdir": str(workdir), "summary": summary,
-            "command": " ".join([".venv/bin/python results/seed_spread.py",
-                                 *sys.argv[1:]]),
-            "machine": machine(), "date": datetime.date.today().isoformat()}
-  OUTPUT.write_text(json.dumps(result, indent=1) + "\n")
+        for k in sorted(top1["real"]) if k in top1["real+synthetic"]}
+  return summary
+
+
+def save(record):
+  """Adds `record` to OUTPUT's records, replacing one of the same workdir and mix."""
+  records = json.loads(OUTPUT.read_text())["records"] if OUTPUT.exists() else []
+  key = lambda r: (r["workdir"], r.get("real+synthetic_mix"))
+  records = [r for r in records if key(r) != key(record)] + [record]
+  OUTPUT.write_text(json.dumps({"records": records}, indent=1) + "\n")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--seeds", default="1,2")
+  parser.add_argument("--conditions", default="real,real+synthetic")
+  parser.add_argument("--mix", default="",
+                      help="real+synthetic mix (concat or ratio:f); default the run's")
+  args = parser.parse_args()
+  logging.set_verbosity(logging.INFO)
+  workdir = pathlib.Path(args.workdir).absolute()
+  top1, mix = spread(workdir, args.conditions.split(","),
+                     [int(s) for s in args.seeds.split(",")], args.mix)
+  summary = summarise(top1)
+  save({"workdir": str(workdir), "real+synthetic_mix": mix, "summary": summary,
+        "command": " ".join([".venv/bin/python results/seed_spread.py",
+                             *sys.argv[1:]]),
+        "machine": machine(), "date": datetime.date.today().isoformat()})
   print(json.dumps(summary, indent=1))
 
 

@@ -1,0 +1,46 @@
+"""results/seed_spread.py: mixes, the per-seed summary, and its record file."""
+import importlib.util
+import json
+import pathlib
+
+import ml_collections
+import pytest
+
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "results" / "seed_spread.py"
+_SPEC = importlib.util.spec_from_file_location("seed_spread", _PATH)
+seed_spread = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(seed_spread)
+
+
+def test_mix_names_round_trip():
+  base = ml_collections.ConfigDict(
+      {"seed": 0, "data": {"mix": "concat", "synthetic_fraction": 0.0}})
+  assert seed_spread.mix_name(base.data) == "concat"
+  ratio = seed_spread.with_mix(base, "ratio:0.25")
+  assert (ratio.data.mix, ratio.data.synthetic_fraction) == ("ratio", 0.25)
+  assert seed_spread.mix_name(ratio.data) == "ratio:0.25"
+  assert base.data.mix == "concat"  # Not changed in place.
+  for bad in ("ratio", "concat:0.5", "union"):
+    with pytest.raises(SystemExit, match="give concat or ratio:f"):
+      seed_spread.with_mix(base, bad)
+
+
+def test_summary_differences_only_for_seeds_both_ran():
+  summary = seed_spread.summarise({"real": {0: 0.92, 1: 0.93},
+                                   "real+synthetic": {1: 0.935, 2: 0.94}})
+  assert summary["real+synthetic_minus_real_points_by_seed"] == {"1": 0.5}
+  assert summary["real"]["mean"] == pytest.approx(0.925)
+  assert summary["real"]["stdev"] > 0
+
+
+def test_save_replaces_only_the_same_workdir_and_mix(tmp_path, monkeypatch):
+  monkeypatch.setattr(seed_spread, "OUTPUT", tmp_path / "seed_spread.json")
+  record = lambda w, m, v: {"workdir": w, "real+synthetic_mix": m, "value": v}
+  seed_spread.save(record("a", "concat", 1))
+  seed_spread.save(record("a", "ratio:0.25", 2))
+  seed_spread.save(record("b", "concat", 3))
+  seed_spread.save(record("a", "concat", 4))
+  records = json.loads((tmp_path / "seed_spread.json").read_text())["records"]
+  assert sorted((r["workdir"], r["real+synthetic_mix"], r["value"])
+                for r in records) == [("a", "concat", 4), ("a", "ratio:0.25", 2),
+                                      ("b", "concat", 3)]
