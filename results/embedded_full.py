@@ -42,6 +42,15 @@ def mix_flags(mix):
   return flags
 
 
+def diffusion_model(provenance):
+  """Which diffusion checkpoint generated the images: its folder, hash and step."""
+  path = pathlib.Path(provenance["checkpoint"])
+  steps = [int(p.name) for p in (path / "checkpoints").glob("*") if p.name.isdigit()]
+  shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+  return {"checkpoint": str(shown), "sha256": provenance["checkpoint sha256"],
+          "step": max(steps, default=None)}
+
+
 def run_scale(scale, workdirs, mixes, overrides):
   workdir = pathlib.Path(workdirs).absolute() / f"fashion_full_{scale}x"
   return run_workflow("full", workdir, mixes,
@@ -77,6 +86,7 @@ def run_workflow(variant, workdir, mixes, overrides):
               "label agreement (real classifier on synthetic)"),
           "fidelity": results.get("fidelity", {}).get("rows"),
           "sampler": results["provenance"]["sampler"],
+          "diffusion_model": diffusion_model(results["provenance"]),
           "stage_seconds": seconds,
           "commands": commands}
 
