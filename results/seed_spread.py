@@ -67,9 +67,11 @@ def spread(workdir, conditions, seeds, mix):
         (pathlib.Path(done[condition]["workdir"]) / classifiers.RUN_CONFIG).read_text()))
     runs, tag = seeds, ""
     top1[condition] = {}
-    if condition == "real+synthetic" and mix and mix != mix_name(base.data):
-      base, tag = with_mix(base, mix), "_" + mix.replace(":", "")
-      runs = [base.seed, *seeds]  # The workflow's own run used another mix.
+    wanted = with_mix(base, mix) if condition == "real+synthetic" and mix else base
+    if mix_name(wanted.data) != mix_name(base.data):  # "ratio:.25" is "ratio:0.25".
+      base, tag = wanted, "_" + mix_name(wanted.data).replace(":", "")
+      # The workflow's own run used another mix: train its seed too, once.
+      runs = list(dict.fromkeys([base.seed, *seeds]))
     else:
       top1[condition][base.seed] = done[condition]["top1"]
     if condition == "real+synthetic":

@@ -44,3 +44,10 @@ def test_save_replaces_only_the_same_workdir_and_mix(tmp_path, monkeypatch):
   assert sorted((r["workdir"], r["real+synthetic_mix"], r["value"])
                 for r in records) == [("a", "concat", 4), ("a", "ratio:0.25", 2),
                                       ("b", "concat", 3)]
+
+
+def test_same_mix_spelled_otherwise_is_the_same_mix():
+  base = ml_collections.ConfigDict(
+      {"seed": 0, "data": {"mix": "ratio", "synthetic_fraction": 0.25}})
+  assert seed_spread.mix_name(seed_spread.with_mix(base, "ratio:.25").data) == \
+      seed_spread.mix_name(base.data)
