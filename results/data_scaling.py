@@ -1,0 +1,110 @@
+"""How much can more real-like data help the embedded classifier at all?
+
+Command: .venv/bin/python results/data_scaling.py --workdir=<scratch folder>
+    [--images=30000,60000] [--epochs=10,20]
+→ results/data_scaling.json
+
+The 1x goal asks real+synthetic to beat real-only by 0.3 points. This measures the
+headroom that goal has: the workflow's real-only recipe (pipelines/configs/fashion.py
+`full`: training/configs/classifier.py:fashion for 10 epochs) trained on the first N
+real training images for E epochs, every (N, E) of the grid. Comparing N at equal
+optimizer steps (30,000 images x 20 epochs against 60,000 x 10) says what doubling
+the data adds when the steps do not change, which is the most a perfect synthetic
+copy of the real distribution could add under `ratio` mixing; comparing E at equal N
+says what the extra steps alone add, which `concat` (an epoch over the union, twice
+the steps at 1x) also gets. Each run also records its training accuracy (the mean of
+the logged training-batch accuracies of its last epoch, augmented as in training):
+a classifier whose training accuracy is no higher than its test accuracy is limited
+by its capacity or steps, not by its data. Runs go to <workdir>/real_<N>_<E>ep/ and
+resume; finished ones are kept.
+"""
+import argparse
+import datetime
+import json
+import pathlib
+import statistics
+import sys
+
+from absl import logging
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "results" / "data_scaling.json"
+sys.path.insert(0, str(ROOT / "results"))
+
+from embedded_full import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from synthfactory.pipelines.configs import fashion  # pylint: disable=g-import-not-at-top,wrong-import-position
+from synthfactory.pipelines.stages import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from synthfactory.training import progress  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REAL_TRAIN = 60_000
+
+
+def real_only_config(images, epochs):
+  """The `full` workflow's real-only classifier on the first `images` real images."""
+  cfg = fashion.get_config("full").classifier
+  if not 0 < images <= REAL_TRAIN:
+    raise SystemExit(f"--images={images}: give 1..{REAL_TRAIN} real training images.")
+  if epochs < 1:
+    raise SystemExit(f"--epochs={epochs}: give at least one epoch.")
+  split = "train" if images == REAL_TRAIN else f"train[:{images}]"
+  cfg.data.update(real=f"fashion_mnist_idx:{split}", mix="real", synthetic="",
+                  eval="fashion_mnist_idx:test")
+  cfg.epochs = epochs
+  return cfg
+
+
+def last_epoch_train_accuracy(workdir, steps_per_epoch):
+  """Mean logged training-batch accuracy over the run's last epoch."""
+  rows = [r for r in progress.read_metrics(workdir) if "accuracy" in r]
+  last = rows[-1]["step"]
+  return statistics.mean(r["accuracy"] for r in rows
+                         if r["step"] > last - steps_per_epoch)
+
+
+def run(workdir, images, epochs):
+  cfg = real_only_config(images, epochs)
+  run_dir = pathlib.Path(workdir) / f"real_{images}_{epochs}ep"
+  logging.info("%d real images, %d epochs → %s", images, epochs, run_dir)
+  result, _, epoch_size = classifiers.train(cfg, str(run_dir))
+  return {"images": images, "epochs": epochs, "steps": result["step"],
+          "top1": result["top1"],
+          "train_accuracy_last_epoch": round(last_epoch_train_accuracy(
+              run_dir, epoch_size // cfg.batch_size), 4)}
+
+
+def headroom(rows):
+  """Differences in points between grid cells at equal steps and at equal data."""
+  by = {(r["images"], r["epochs"]): r["top1"] for r in rows}
+  out = {}
+  for (n, e), top1 in by.items():
+    if (2 * n, e // 2) in by and e % 2 == 0:
+      out[f"{2 * n} images x {e // 2} epochs minus {n} x {e} (equal steps)"] = round(
+          100 * (by[(2 * n, e // 2)] - top1), 2)
+    if (n, 2 * e) in by:
+      out[f"{n} images: {2 * e} epochs minus {e} (twice the steps)"] = round(
+          100 * (by[(n, 2 * e)] - top1), 2)
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--images", default="30000,60000")
+  parser.add_argument("--epochs", default="10,20")
+  args = parser.parse_args()
+  logging.set_verbosity(logging.INFO)
+  grid = [(int(n), int(e)) for n in args.images.split(",")
+          for e in args.epochs.split(",")]
+  rows = [run(pathlib.Path(args.workdir).absolute(), n, e) for n, e in grid]
+  record = {"rows": rows, "headroom_points": headroom(rows),
+            "classifier": "training/configs/classifier.py:fashion (small_cnn), the "
+                          "`full` workflow's recipe; top-1 on the 10,000 real test images",
+            "command": " ".join([".venv/bin/python results/data_scaling.py",
+                                 *sys.argv[1:]]),
+            "machine": machine(), "date": datetime.date.today().isoformat()}
+  OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
+  print(json.dumps(record["headroom_points"], indent=1))
+
+
+if __name__ == "__main__":
+  main()
