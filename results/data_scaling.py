@@ -6,17 +6,17 @@ Command: .venv/bin/python results/data_scaling.py --workdir=<scratch folder>
 
 The 1x goal asks real+synthetic to beat real-only by 0.3 points. This measures the
 headroom that goal has: the workflow's real-only recipe (pipelines/configs/fashion.py
-`full`: training/configs/classifier.py:fashion for 10 epochs) trained on the first N
-real training images for E epochs, every (N, E) of the grid. Comparing N at equal
-optimizer steps (30,000 images x 20 epochs against 60,000 x 10) says what doubling
-the data adds when the steps do not change, which is the most a perfect synthetic
-copy of the real distribution could add under `ratio` mixing; comparing E at equal N
-says what the extra steps alone add, which `concat` (an epoch over the union, twice
-the steps at 1x) also gets. Each run also records its training accuracy (the mean of
-the logged training-batch accuracies of its last epoch, augmented as in training):
-a classifier whose training accuracy is no higher than its test accuracy is limited
-by its capacity or steps, not by its data. Runs go to <workdir>/real_<N>_<E>ep/ and
-resume; finished ones are kept.
+`full`: training/configs/classifier.py:fashion; 10 epochs when this ran, 20 since)
+trained on the first N real training images for E epochs, every (N, E) of the grid.
+Comparing N at equal optimizer steps (30,000 images x 20 epochs against 60,000 x 10)
+says what doubling the data adds when the steps do not change, which is the most a
+perfect synthetic copy of the real distribution could add under `ratio` mixing;
+comparing E at equal N says what the extra steps alone add, which `concat` (an epoch
+over the union, twice the steps at 1x) also gets. Each run also records its training
+accuracy (the mean of the logged training-batch accuracies of its last epoch,
+augmented as in training): a classifier whose training accuracy is no higher than its
+test accuracy is limited by its capacity or steps, not by its data. Runs go to
+<workdir>/real_<N>_<E>ep/ and resume; finished ones are kept.
 """
 import argparse
 import datetime

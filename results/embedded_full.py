@@ -9,8 +9,9 @@ in the repo; resumable: rerun the same command after an interruption) trains the
 classifier recipe on the 60,000 real images, on the N × 60,000 synthetic ones, and on
 both, and tests each on the 10,000 real test images. Each mix of --mixes is one way to
 train on both (config `mixed`: concat = the union; ratio:f = a share f of every batch
-synthetic); the first is the headline, a later one retrains only the real+synthetic
-classifier. Hours on a 2-core CPU, most of it sampling.
+synthetic; "+filter:p" appended: only the synthetic images the real-only classifier
+gives probability ≥ p of their class); the first is the headline, a later one retrains
+only the real+synthetic classifier. Hours on a 2-core CPU, most of it sampling.
 """
 import argparse
 import datetime
@@ -34,11 +35,14 @@ def machine():
 
 
 def mix_flags(mix):
-  """"concat" or "ratio:f" as the workflow's config flags."""
+  """"concat" or "ratio:f", optionally "+filter:p", as the workflow's config flags."""
+  mix, _, confidence = mix.partition("+filter:")
   name, _, fraction = mix.partition(":")
   flags = [f"--config.mixed.mix={name}"]
   if fraction:
     flags.append(f"--config.mixed.synthetic_fraction={fraction}")
+  if confidence:
+    flags.append(f"--config.mixed.min_confidence={confidence}")
   return flags
 
 
@@ -98,7 +102,8 @@ def main():
                       help="folder of the runs' workdirs (keep it outside a checkout "
                            "that may be replaced, to resume across sessions)")
   parser.add_argument("--mixes", default="concat",
-                      help="comma-separated real+synthetic mixes: concat, ratio:f")
+                      help="comma-separated real+synthetic mixes: concat, ratio:f, "
+                           "either +filter:p")
   parser.add_argument("overrides", nargs="*",
                       help="after --: workflow config overrides, e.g. "
                            "--config.generate.sampler.guidance=3")

@@ -279,6 +279,39 @@ def test_make_train_data_from_config(synthetic):
       "synthetic": [f"{synthetic[0]}:train", 96]}
 
 
+def test_synthetic_keep_trains_on_the_kept_synthetic_examples_only(synthetic, tmp_path):
+  keep = np.array([3, 50, 7, 95, 0])
+  np.save(tmp_path / "keep.npy", keep)
+  train = data_lib.make_train_data(
+      _data(real="fashion_mnist_idx:test[:64]", synthetic=f"{synthetic[0]}:train",
+            mix="concat", synthetic_keep=str(tmp_path / "keep.npy")), 23, 0)
+  assert train.epoch_size == 64 + 5
+  syn = train.sources["synthetic"]
+  assert len(syn) == 5 and "5 of 96" in syn.spec
+  roles, indices = zip(*(train.slots(s) for s in range(3)))  # 69 = 3 x 23: one epoch.
+  roles, indices = np.concatenate(roles), np.concatenate(indices)
+  assert sorted(indices[roles == "synthetic"]) == list(range(5))
+  images, labels = syn.read(np.arange(5), NONE, None)
+  whole = data_lib.open_source(f"{synthetic[0]}:train")
+  expected_images, expected_labels = whole.read(keep, NONE, None)
+  np.testing.assert_array_equal(images, expected_images)
+  np.testing.assert_array_equal(labels, expected_labels)
+
+
+@pytest.mark.parametrize("keep", [np.array([0, 96]), np.array([[1, 2]]),
+                                  np.array([0.5]), None])
+def test_bad_synthetic_keep_is_a_clear_error(synthetic, tmp_path, keep):
+  path = tmp_path / "keep.npy"
+  if keep is None:
+    path.write_text("not an array")
+  else:
+    np.save(path, keep)
+  with pytest.raises(data_lib.DataError, match="synthetic_keep|indices into"):
+    data_lib.make_train_data(
+        _data(real="fashion_mnist_idx:test[:64]", synthetic=f"{synthetic[0]}:train",
+              mix="concat", synthetic_keep=str(path)), 16, 0)
+
+
 # --- device augmentations -------------------------------------------------------------
 
 

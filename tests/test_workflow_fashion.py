@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -18,6 +19,10 @@ from synthfactory.datasets import manifest as manifest_lib
 from synthfactory.pipelines import workflow
 from synthfactory.pipelines.configs import fashion
 from synthfactory.pipelines.configs import imagenet
+from synthfactory.pipelines.stages import classifiers as classifiers_stage
+from synthfactory.models import classifiers as classifier_models
+from synthfactory.training import classifier_data
+from synthfactory.training import classifier_trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"{REPO / 'pipelines' / 'configs' / 'fashion.py'}:ci"
@@ -133,6 +138,30 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert mixed["real"] == trained["real"] and mixed["synthetic"] == trained["synthetic"]
   assert mixed["real+synthetic"]["num_train"] == round(1000 * 16 / 12)
 
+  # The union again, with only the synthetic images the real-only classifier gives
+  # ≥ 0.3 of their class: the kept indices are exactly those, and only they train.
+  log = _run(workdir, "--config.mixed.min_confidence=0.3")
+  filtered = _markers(workdir)["05_classifiers"]["outputs"]["real+synthetic"]
+  kept = filtered["synthetic_filter"]
+  keep = np.load(workdir / "05_classifiers" / "synthetic_keep.npy")
+  assert kept["of"] == 60 and kept["kept"] == len(keep) < 60
+  assert sum(kept["kept_per_class"]) == len(keep)
+  assert filtered["num_train"] == 1000 + len(keep)
+  assert f"({len(keep)} of 60: real-only classifier confidence ≥ 0.3)" in (
+      filtered["train_data"])
+  cfg = classifiers_stage.run_config(fashion.get_config("ci"), "real", *(
+      _markers(workdir)[s]["outputs"] for s in ("01_real_data", "04_build")))
+  trainer = classifier_trainer.Trainer(
+      classifier_models.build(cfg.model), cfg,
+      classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed))
+  probs, labels = trainer.probabilities(
+      classifier_trainer.load_classifier(trained["real"]["workdir"])[1],
+      classifier_data.open_source(f"{_markers(workdir)['04_build']['outputs']['folder']}"
+                                  ":train"),
+      classifier_data.crops(cfg.data)[1])
+  np.testing.assert_array_equal(
+      keep, np.flatnonzero(probs[np.arange(60), labels] >= 0.3))
+
 
 def test_imagenet_config_names_everything_missing():
   found = workflow.missing(imagenet.get_config("1024x_4x"))
@@ -164,6 +193,11 @@ def test_bad_real_plus_synthetic_mix_is_named_before_running():
   assert "use k/16" in workflow.missing(config)[0]
   config.mixed.synthetic_fraction = 0.25
   assert workflow.missing(config) == []
+  config.mixed.min_confidence = 1.5
+  assert "not a probability" in workflow.missing(config)[0]
+  config.mixed.min_confidence = 0.9
+  config.conditions = ("real+synthetic", "real")
+  assert "list 'real' before 'real+synthetic'" in workflow.missing(config)[0]
 
 
 def test_a_multiplier_the_tfds_builder_lacks_is_named_before_generating():

@@ -249,6 +249,27 @@ class RecordSource(Source):
     return np.stack(images), labels
 
 
+class SubsetSource(Source):
+  """The items `keep` (indices) of another source, renumbered 0 … len(keep)-1: a
+  filtered split, e.g. the synthetic images a real-trained classifier recognises."""
+
+  def __init__(self, source, keep, why):
+    keep = np.asarray(keep)
+    if keep.ndim != 1 or not np.issubdtype(keep.dtype, np.integer) or (
+        len(keep) and (keep.min() < 0 or keep.max() >= len(source))):
+      raise DataError(f"{why}: expected a 1-D array of indices into {source.spec} "
+                      f"({len(source)} examples); recreate it from that split.")
+    self.spec = f"{source.spec} ({why}: {len(keep)} of {len(source)})"
+    self.num_classes, self.class_names = source.num_classes, source.class_names
+    self.channels, self._source, self.keep = source.channels, source, keep
+
+  def __len__(self):
+    return len(self.keep)
+
+  def read(self, indices, crop, rng):
+    return self._source.read(self.keep[indices], crop, rng)
+
+
 def open_source(spec, data_dir="", cache_mb=1024):
   """The Source a data spec names. A TFDS split of fixed-size images that fits in
   `cache_mb` MiB decoded is decoded into memory at once."""
@@ -382,9 +403,14 @@ class TrainData:
             f"data.synthetic_fraction={synthetic_fraction} × batch_size={batch_size} "
             f"must be a whole number of examples strictly between 0 and the batch; "
             f"pick a fraction of the form k/{batch_size}.")
-    for s in sources.values():
-      if len(s) < batch_size and mix != "ratio":
-        raise DataError(f"{s.spec} has {len(s)} examples, fewer than one batch of "
+    # An epoch must hold a batch: each source alone, or (concat) their union.
+    streams = ([] if mix == "ratio" else
+               [(" + ".join(s.spec for s in sources.values()),
+                 sum(len(s) for s in sources.values()))] if mix == "concat" else
+               [(s.spec, len(s)) for s in sources.values()])
+    for spec, n in streams:
+      if n < batch_size:
+        raise DataError(f"{spec} has {n} examples, fewer than one batch of "
                         f"{batch_size}; lower the batch size or add data.")
     first = next(iter(sources.values()))
     self.num_classes, self.class_names = first.num_classes, first.class_names
@@ -475,8 +501,22 @@ def make_train_data(data, batch_size, seed):
   specs = {role: data[role] for role in ("real", "synthetic") if data[role]}
   sources = {role: open_source(spec, data.data_dir, data.cache_mb)
              for role, spec in specs.items()}
+  if data.get("synthetic_keep") and "synthetic" in sources:
+    sources["synthetic"] = SubsetSource(sources["synthetic"],
+                                        _read_keep(data.synthetic_keep),
+                                        data.synthetic_keep)
   return TrainData(sources, data.mix, batch_size, seed, crops(data)[0],
                    data.synthetic_fraction)
+
+
+def _read_keep(path):
+  """The indices of a data.synthetic_keep file (.npy)."""
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise DataError(f"data.synthetic_keep={path}: cannot read it as a .npy array of "
+                    f"indices ({e}); point it at the filter's kept-indices file or "
+                    f"leave it empty to train on the whole synthetic split.") from None
 
 
 # --- writing small TFDS datasets ------------------------------------------------------

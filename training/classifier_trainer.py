@@ -118,6 +118,9 @@ class Trainer:
     self._eval = jax.jit(self._eval_step,
                          in_shardings=(self._replicated, self._batch_sharding),
                          out_shardings=self._batch_sharding)
+    self._probs = jax.jit(self._probabilities_step,
+                          in_shardings=(self._replicated, self._batch_sharding),
+                          out_shardings=self._batch_sharding)
 
   # --- state and steps ----------------------------------------------------------------
 
@@ -173,7 +176,23 @@ class Trainer:
     return {"top1": top[:, 0] == label, "top5": jnp.any(top == label[:, None], axis=1),
             "loss": optax.softmax_cross_entropy_with_integer_labels(logits, label)}
 
+  def _probabilities_step(self, variables, images):
+    return jax.nn.softmax(self.model.apply(
+        variables, classifier_augment.normalize(images), train=False))
+
   # --- evaluation ---------------------------------------------------------------------
+
+  def probabilities(self, variables, source, crop):
+    """(softmax class probabilities (N, num_classes), labels (N,)) of every example
+    of a split, in order: what the classifier believes each image shows."""
+    out, labels = [], []
+    batches = classifier_data.eval_batches(source, self.config.eval_batch_size, crop)
+    for batch in batches:
+      got = jax.device_get(self._probs(
+          variables, jax.device_put(batch["image"], self._batch_sharding)))
+      out.append(got[batch["mask"]])
+      labels.append(batch["label"][batch["mask"]])
+    return np.concatenate(out), np.concatenate(labels)
 
   def evaluate(self, variables, source, crop):
     """Top-1, top-5 and per-class accuracy (and mean loss) on a whole split."""

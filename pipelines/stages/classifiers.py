@@ -5,8 +5,13 @@ the real test split.
 Conditions map to the classifier job's data mixes: "real", "synthetic" and
 "real+synthetic", whose mix is the config's `mixed.mix`: "concat" (an epoch is a pass
 over the union, paper Table 4) or "ratio" (`mixed.synthetic_fraction` of every batch
-synthetic, an epoch a pass over the real data). Each run lives in
-`<stage>/<condition>/` with the config it trains (run_config.json) and resumes from its
+synthetic, an epoch a pass over the real data). With `mixed.min_confidence` p > 0 the
+real+synthetic classifier trains only on the synthetic images to which the real-only
+classifier gives probability ≥ p of the class they were generated for (a filter the
+paper does not use: it drops the images a real-trained eye finds ambiguous or
+mislabelled; the synthetic-only classifier still sees them all, as CAS does).
+
+Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json) and resumes from its
 checkpoints; a finished run (its eval.json at the last step) is not redone, and a run
 whose config changed starts afresh.
 """
@@ -15,6 +20,7 @@ import os
 import shutil
 
 from absl import logging
+import numpy as np
 
 from synthfactory.models import classifiers as classifier_models
 from synthfactory.pipelines import runner
@@ -25,6 +31,7 @@ from synthfactory.training import classifier_trainer
 CONDITIONS = ("real", "synthetic", "real+synthetic")
 MIXED = ("concat", "ratio")
 RUN_CONFIG = "run_config.json"
+SYNTHETIC_KEEP = "synthetic_keep.npy"  # In the stage folder: the filter's kept indices.
 
 
 def missing(config):
@@ -33,6 +40,17 @@ def missing(config):
     return []
   mix, fraction = config.mixed.mix, config.mixed.synthetic_fraction
   batch = config.classifier.batch_size
+  threshold = config.mixed.get("min_confidence", 0.0)
+  if not 0 <= threshold < 1:
+    return [f"config.mixed.min_confidence={threshold} is not a probability in [0, 1): "
+            f"0 keeps every synthetic image, e.g. 0.9 keeps those the real-only "
+            f"classifier is 90% sure of."]
+  conditions = list(config.conditions)
+  if threshold and ("real" not in conditions or conditions.index("real") >
+                    conditions.index("real+synthetic")):
+    return ["config.mixed.min_confidence filters the synthetic images with the "
+            "real-only classifier: list 'real' before 'real+synthetic' in "
+            "config.conditions, or set config.mixed.min_confidence=0."]
   if mix not in MIXED:
     return [f"config.mixed.mix={mix!r} is not a way to mix real and synthetic data; "
             f"set it to one of {MIXED}."]
@@ -42,8 +60,9 @@ def missing(config):
   return []
 
 
-def run_config(config, condition, real, build):
-  """The classifier job config of one condition."""
+def run_config(config, condition, real, build, synthetic_keep=""):
+  """The classifier job config of one condition (real+synthetic: trained only on the
+  synthetic indices in the .npy file `synthetic_keep`, if given)."""
   if condition not in CONDITIONS:
     raise ValueError(f"Unknown classifier condition {condition!r}; choose from "
                      f"{CONDITIONS}.")
@@ -57,7 +76,44 @@ def run_config(config, condition, real, build):
       synthetic=f"{build['folder']}:train" if mix != "real" else "",
       eval=f"{real['name']}:{config.real.test_split}",
       mix=mix, data_dir=real["data_dir"])
+  if condition == "real+synthetic":
+    cfg.data.synthetic_keep = synthetic_keep
   return cfg
+
+
+def real_classifier_on_synthetic(config, upstream, real_workdir):
+  """(trainer, variables, synthetic split, crop): the trained real-only classifier of
+  `real_workdir`, set up to read the built synthetic dataset."""
+  cfg = run_config(config, "real", upstream["real_data"], upstream["build"])
+  data = classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed)
+  trainer = classifier_trainer.Trainer(classifier_models.build(cfg.model), cfg, data)
+  _, variables = classifier_trainer.load_classifier(real_workdir)
+  synthetic = classifier_data.open_source(f"{upstream['build']['folder']}:train", "",
+                                          cfg.data.cache_mb)
+  return trainer, variables, synthetic, classifier_data.crops(cfg.data)[1]
+
+
+def filter_synthetic(config, upstream, real_workdir, stage_dir):
+  """Scores every synthetic image with the real-only classifier and writes the indices
+  of those it gives probability ≥ mixed.min_confidence of their generated class to
+  <stage_dir>/synthetic_keep.npy; returns (that path, a summary)."""
+  threshold = config.mixed.min_confidence
+  trainer, variables, synthetic, crop = real_classifier_on_synthetic(
+      config, upstream, real_workdir)
+  probs, labels = trainer.probabilities(variables, synthetic, crop)
+  keep = np.flatnonzero(probs[np.arange(len(labels)), labels] >= threshold)
+  path = os.path.join(stage_dir, SYNTHETIC_KEEP)
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, keep)
+  os.replace(path + ".tmp", path)
+  summary = {"min_confidence": threshold, "kept": int(len(keep)),
+             "of": int(len(labels)),
+             "kept_per_class": np.bincount(labels[keep], minlength=synthetic.num_classes
+                                           ).tolist(),
+             "per_class": np.bincount(labels, minlength=synthetic.num_classes).tolist()}
+  logging.info("synthetic filter: kept %d of %d images (real-only classifier "
+               "confidence ≥ %g)", len(keep), len(labels), threshold)
+  return path, summary
 
 
 def _start_or_resume(cfg, workdir):
@@ -108,9 +164,13 @@ def make(config):
             "splits": [config.real.train_split, config.real.test_split]}
 
   def run(stage_dir, upstream):
-    results = {}
+    results, keep, kept = {}, "", None
     for i, condition in enumerate(config.conditions):
-      cfg = run_config(config, condition, upstream["real_data"], upstream["build"])
+      if condition == "real+synthetic" and config.mixed.get("min_confidence", 0.0):
+        keep, kept = filter_synthetic(config, upstream, results["real"]["workdir"],
+                                      stage_dir)
+      cfg = run_config(config, condition, upstream["real_data"], upstream["build"],
+                       keep)
       workdir = os.path.join(stage_dir, condition.replace("+", "_plus_"))
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
@@ -119,11 +179,16 @@ def make(config):
       train_data = [cfg.data.real] if cfg.data.real else []
       if cfg.data.synthetic:
         train_data.append(f"{upstream['build']['tfds_name']}:train")
+        if cfg.data.synthetic_keep:
+          train_data[-1] += (f" ({kept['kept']} of {kept['of']}: real-only classifier "
+                             f"confidence ≥ {kept['min_confidence']:g})")
       results[condition] = {
           "workdir": workdir, "train_data": " + ".join(train_data),
           "num_train": int(num_train), "num_real": int(num_real),
           "steps": got["step"], "top1": got["top1"], "top5": got["top5"], "per_class": list(got["per_class"].values()),
           "class_names": list(got["per_class"])}
+      if cfg.data.synthetic_keep:
+        results[condition]["synthetic_filter"] = kept
     return results
 
   return runner.Stage("classifiers", run, inputs)

@@ -16,25 +16,16 @@ from absl import logging
 from synthfactory.evaluation import evaluate as evaluate_lib
 from synthfactory.evaluation import feature_extractor
 from synthfactory.evaluation import image_sets
-from synthfactory.models import classifiers as classifier_models
 from synthfactory.pipelines import runner
 from synthfactory.pipelines.stages import classifiers as classifiers_stage
 from synthfactory.pipelines.stages import common
-from synthfactory.training import classifier_data
-from synthfactory.training import classifier_trainer
 
 
 def _label_agreement(config, upstream):
   """The real-only classifier evaluated on the synthetic set."""
-  real, build = upstream["real_data"], upstream["build"]
-  cfg = classifiers_stage.run_config(config, "real", real, build)
-  data = classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed)
-  trainer = classifier_trainer.Trainer(classifier_models.build(cfg.model), cfg, data)
-  _, variables = classifier_trainer.load_classifier(
-      upstream["classifiers"]["real"]["workdir"])
-  synthetic = classifier_data.open_source(f"{build['folder']}:train", "",
-                                          cfg.data.cache_mb)
-  got = trainer.evaluate(variables, synthetic, classifier_data.crops(cfg.data)[1])
+  trainer, variables, synthetic, crop = classifiers_stage.real_classifier_on_synthetic(
+      config, upstream, upstream["classifiers"]["real"]["workdir"])
+  got = trainer.evaluate(variables, synthetic, crop)
   return {"top1": got["top1"], "per_class": list(got["per_class"].values())}
 
 

@@ -60,11 +60,12 @@ def get_config(arg="fashion"):
   c = ml_collections.ConfigDict()
   c.model = classifiers.model_config("small_cnn", num_classes=10)
   # Specs are "name:split" (TFDS, ArrayRecord in data_dir), "<dataset folder>:split" or
-  # "fashion_mnist_idx:train|test"; see training/classifier_data.py.
+  # "fashion_mnist_idx:train|test"; see training/classifier_data.py. synthetic_keep: a
+  # .npy of indices, the only synthetic examples trained on ("" = all of them).
   c.data = ml_collections.ConfigDict(dict(
       real="fashion_mnist_idx:train", synthetic="", mix="real", synthetic_fraction=0.0,
       eval="fashion_mnist_idx:test", data_dir="", image_size=28, train_crop="none",
-      eval_crop="none", crop_fraction=0.875, cache_mb=1024))
+      eval_crop="none", crop_fraction=0.875, cache_mb=1024, synthetic_keep=""))
   # On the device (training/classifier_augment.py); randaug_magnitude=0 is no
   # RandAugment, mixup/cutmix alpha 0 is none.
   c.augment = ml_collections.ConfigDict(dict(
