@@ -32,7 +32,7 @@ def shipped_sampler():
   path = SHIPPED_MODEL / "sampler.json"
   if path.exists():
     return json.loads(path.read_text())["sampler"]
-  return dict(name="dpm_solver_pp", steps=12, guidance=2.0)
+  return dict(name="dpm_solver_pp", steps=12, guidance=1.0)
 
 
 def get_config(arg="demo"):
