@@ -39,7 +39,7 @@ test-slow: venv data
 bench: venv
 	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done
 
-# The embedded factory end to end (pipelines/configs/fashion.py:demo, ~15 min on 2
+# The embedded factory end to end (pipelines/configs/fashion.py:demo, 5-15 min on 2
 # CPU cores); rerun to resume. demo-full: the 1× run behind results/embedded_full.json.
 demo: venv data
 	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m synthfactory.pipelines.run \
