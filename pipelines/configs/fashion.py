@@ -30,9 +30,12 @@ VARIANTS = ("ci", "demo", "full")
 def shipped_sampler():
   """The sampler settings recorded with the shipped model (its sweep's choice)."""
   path = SHIPPED_MODEL / "sampler.json"
-  if path.exists():
-    return json.loads(path.read_text())["sampler"]
-  return dict(name="dpm_solver_pp", steps=12, guidance=1.0)
+  if not path.exists():  # A hard-coded fallback would silently drift from the sweep.
+    raise FileNotFoundError(
+        f"{path} is missing: the shipped model's sampler settings come from its sweep; "
+        "restore it from git or rerun the command in models/pretrained/fashion_unet/"
+        "README.md.")
+  return json.loads(path.read_text())["sampler"]
 
 
 def get_config(arg="demo"):
