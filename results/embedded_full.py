@@ -29,8 +29,11 @@ OUTPUT = ROOT / "results" / "embedded_full.json"
 def machine():
   with open("/proc/meminfo") as f:
     mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+  with open("/proc/cpuinfo") as f:
+    model = next((line.split(":", 1)[1].strip() for line in f
+                  if line.startswith("model name")), None)
   return {"cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
-          "processor": platform.processor() or platform.machine(),
+          "processor": model or platform.processor() or platform.machine(),
           "python": platform.python_version(), "platform": platform.platform()}
 
 
@@ -95,6 +98,16 @@ def run_workflow(variant, workdir, mixes, overrides):
           "commands": commands}
 
 
+def merge_rows(previous, rows):
+  """Each row is its own run (command, machine, date): other scales' rows are kept,
+  and a rerun scale's earlier row moves to "superseded", so no run is lost."""
+  ran = {r["scale"] for r in rows}
+  earlier = previous.get("results", [])
+  return {"results": [r for r in earlier if r["scale"] not in ran] + rows,
+          "superseded": previous.get("superseded", []) + [
+              r for r in earlier if r["scale"] in ran]}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--scales", default="1", help="comma-separated multipliers")
@@ -119,12 +132,8 @@ def main():
     row.update(command=command, machine=machine(), date=datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
     rows.append(row)
-  # Each row is its own run (command, machine, date): other scales' rows are kept.
-  kept = []
-  if OUTPUT.exists():
-    ran = {r["scale"] for r in rows}
-    kept = [r for r in json.loads(OUTPUT.read_text())["results"] if r["scale"] not in ran]
-  OUTPUT.write_text(json.dumps({"results": kept + rows}, indent=1) + "\n")
+  previous = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
+  OUTPUT.write_text(json.dumps(merge_rows(previous, rows), indent=1) + "\n")
   print(json.dumps(rows, indent=1))
 
 
