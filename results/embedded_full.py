@@ -26,12 +26,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "embedded_full.json"
 
 
+def cpu_model(cpuinfo):
+  """The first "model name" of /proc/cpuinfo's text (None on CPUs that list none)."""
+  return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+               if line.startswith("model name")), None)
+
+
 def machine():
   with open("/proc/meminfo") as f:
     mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
-  with open("/proc/cpuinfo") as f:
-    model = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), None)
+  model = cpu_model(pathlib.Path("/proc/cpuinfo").read_text())
   return {"cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
           "processor": model or platform.processor() or platform.machine(),
           "python": platform.python_version(), "platform": platform.platform()}
