@@ -14,7 +14,6 @@ size, each in a fresh process (peak RSS); target: flat.
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from synthfactory.datasets import seeding
 from synthfactory.models import diffusion_model
 from synthfactory.models import samplers
 from synthfactory.models import unet
+from synthfactory.pipelines import machine
 
 PER_CLASS, NUM_CLASSES, SHARD_SIZE = 64, 10, 128   # 640 images, 5 shards.
 MEMORY_PER_CLASS = 8    # The memory runs: 80 and 800 images, shards of 40.
@@ -103,8 +103,7 @@ def main():
       "peak_rss_mb": {"images_80": peak_rss_mb(1), "images_800": peak_rss_mb(10),
                       "shard_size": MEMORY_PER_CLASS * NUM_CLASSES // 2},
       "shard_size": SHARD_SIZE, "runner": "FnApiRunner in_memory (DirectRunner)",
-      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                  "loadavg": os.getloadavg()},
+      "machine": {**machine.describe(), "loadavg": os.getloadavg()},
   }
   OUT.parent.mkdir(exist_ok=True)
   OUT.write_text(json.dumps(result, indent=1) + "\n")

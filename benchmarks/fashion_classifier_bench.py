@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from synthfactory.pipelines import machine
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "benchmarks" / "results" / "fashion_classifier_bench.json"
 CONFIG = "training/configs/classifier.py:fashion"
@@ -63,8 +65,7 @@ def main():
       "test_loss": evaluation["loss"],
       "per_class": evaluation["per_class"],
       "last_train_metrics": last,
-      "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                  "cpu_count": os.cpu_count(),
+      "machine": {**machine.describe(),
                   "affinity_cpus": len(os.sched_getaffinity(0)),
                   "load_average_start": [round(x, 2) for x in load_start],
                   "load_average_end": [round(x, 2) for x in load_end]},

@@ -17,11 +17,11 @@ changes where a shard is made, never what is in it.
 import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
 
 from synthfactory.beam_jobs import generation
+from synthfactory.pipelines import machine
 from synthfactory.pipelines.configs import fashion as workflow_configs
 
 PER_CLASS, NUM_CLASSES, NUM_SHARDS = 60, 10, 8   # 600 images, shards of 75.
@@ -74,8 +74,7 @@ def main():
       "images_per_s_best": {str(w): round(total / s, 2) for w, s in best.items()},
       "multi_over_one": round(best[1] / best[WORKERS], 3),
       "shards_identical": identical,
-      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                  "processor": platform.processor(), "loadavg": os.getloadavg(),
+      "machine": {**machine.describe(), "loadavg": os.getloadavg(),
                   "date": time.strftime("%Y-%m-%d")},
   }
   OUT.parent.mkdir(exist_ok=True)

@@ -20,7 +20,6 @@ alike. The target is a ratio ≥ 5: the input pipeline is never what the step wa
 import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
 
@@ -30,6 +29,7 @@ import PIL.Image
 import PIL.ImageFilter
 
 from synthfactory.models import classifiers
+from synthfactory.pipelines import machine
 from synthfactory.training import classifier_data
 from synthfactory.training import classifier_trainer
 from synthfactory.training.configs import classifier as classifier_configs
@@ -116,8 +116,7 @@ def main():
       print(name, {k: results[name][k] for k in (
           "input_examples_per_s", "train_step_examples_per_s", "ratio")}, flush=True)
   report = {
-      "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                  "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+      "machine": {**machine.describe(), "jax_version": jax.__version__,
                   "device": str(jax.devices()[0]),
                   "load_average_1m_at_end": os.getloadavg()[0]},
       "target_ratio": TARGET,

@@ -13,7 +13,6 @@ machine can only lengthen) and the load average, to judge how quiet the machine 
 import json
 import os
 import pathlib
-import platform
 import time
 
 import jax
@@ -23,6 +22,7 @@ import numpy as np
 from synthfactory.models import diffusion_model
 from synthfactory.models import samplers
 from synthfactory.models import unet
+from synthfactory.pipelines import machine
 
 VARIANT = "fashion"
 BATCH = 32   # The fastest in the batch sweep below (16-32 fit the caches best).
@@ -119,8 +119,7 @@ def main():
 
   result = {
       "machine": {
-          "platform": platform.platform(), "processor": platform.processor(),
-          "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+          **machine.describe(), "jax_version": jax.__version__,
           "device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind,
           "load_average_1m": {"start": round(load_start, 2),
                               "end": round(os.getloadavg()[0], 2)},

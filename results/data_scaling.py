@@ -27,14 +27,13 @@ import sys
 
 from absl import logging
 
+from synthfactory.pipelines import machine
+from synthfactory.pipelines.configs import fashion
+from synthfactory.pipelines.stages import classifiers
+from synthfactory.training import progress
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "data_scaling.json"
-sys.path.insert(0, str(ROOT / "results"))
-
-from embedded_full import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
-from synthfactory.pipelines.configs import fashion  # pylint: disable=g-import-not-at-top,wrong-import-position
-from synthfactory.pipelines.stages import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from synthfactory.training import progress  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REAL_TRAIN = 60_000
 
@@ -101,7 +100,7 @@ def main():
                           "`full` workflow's recipe; top-1 on the 10,000 real test images",
             "command": " ".join([".venv/bin/python results/data_scaling.py",
                                  *sys.argv[1:]]),
-            "machine": machine(), "date": datetime.date.today().isoformat()}
+            "machine": machine.describe(), "date": datetime.date.today().isoformat()}
   OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
   print(json.dumps(record["headroom_points"], indent=1))
 

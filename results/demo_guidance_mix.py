@@ -15,6 +15,7 @@ import json
 import pathlib
 
 import embedded_full
+from synthfactory.pipelines import machine
 
 OUTPUT = embedded_full.ROOT / "results" / "demo_guidance_mix.json"
 
@@ -39,7 +40,7 @@ def main():
   output.write_text(json.dumps({
       "command": f".venv/bin/python results/demo_guidance_mix.py --guidance="
                  f"{args.guidance} --mixes={args.mixes}{flag}",
-      "machine": embedded_full.machine(),
+      "machine": machine.describe(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "results": rows}, indent=1) + "\n")
   print(json.dumps(rows, indent=1))

@@ -16,29 +16,14 @@ only the real+synthetic classifier. Hours on a 2-core CPU, most of it sampling.
 import argparse
 import datetime
 import json
-import os
 import pathlib
-import platform
 import subprocess
 import sys
 
+from synthfactory.pipelines import machine
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "embedded_full.json"
-
-
-def cpu_model(cpuinfo):
-  """The first "model name" of /proc/cpuinfo's text (None on CPUs that list none)."""
-  return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-               if line.startswith("model name")), None)
-
-
-def machine():
-  with open("/proc/meminfo") as f:
-    mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
-  model = cpu_model(pathlib.Path("/proc/cpuinfo").read_text())
-  return {"cpus": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
-          "processor": model or platform.processor() or platform.machine(),
-          "python": platform.python_version(), "platform": platform.platform()}
 
 
 def mix_flags(mix):
@@ -133,7 +118,7 @@ def main():
   for scale in args.scales.split(","):
     row = {"scale": f"{scale.strip()}×",
            **run_scale(scale.strip(), args.workdirs, mixes, args.overrides)}
-    row.update(command=command, machine=machine(), date=datetime.datetime.now(
+    row.update(command=command, machine=machine.describe(), date=datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
     rows.append(row)
   previous = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}

@@ -25,12 +25,11 @@ import sys
 from absl import logging
 import ml_collections
 
+from synthfactory.pipelines import machine
+from synthfactory.pipelines.stages import classifiers
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "seed_spread.json"
-sys.path.insert(0, str(ROOT / "results"))
-
-from embedded_full import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
-from synthfactory.pipelines.stages import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def stage_outputs(workdir, stage):
@@ -122,7 +121,7 @@ def main():
   save({"workdir": str(workdir), "real+synthetic_mix": mix, "summary": summary,
         "command": " ".join([".venv/bin/python results/seed_spread.py",
                              *sys.argv[1:]]),
-        "machine": machine(), "date": datetime.date.today().isoformat()})
+        "machine": machine.describe(), "date": datetime.date.today().isoformat()})
   print(json.dumps(summary, indent=1))
 
 

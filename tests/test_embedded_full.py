@@ -26,19 +26,3 @@ def test_rerun_scale_supersedes_its_row_and_keeps_the_others():
   newest_1x = {"scale": "1×", "date": "c"}
   third = embedded_full.merge_rows(second, [newest_1x])
   assert third["superseded"] == [old_1x, new_1x]  # Oldest first; nothing dropped.
-
-
-def test_machine_names_the_processor_model():
-  models = [line.split(":", 1)[1].strip()
-            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")]
-  machine = embedded_full.machine()
-  assert machine["processor"] == (models[0] if models else machine["processor"])
-  assert machine["cpus"] >= 1 and machine["memory_gib"] > 0
-
-
-def test_cpu_model_takes_the_first_model_name():
-  cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 1\n"
-             "model name\t: AMD EPYC 7B13\n\nprocessor\t: 1\nmodel name\t: other\n")
-  assert embedded_full.cpu_model(cpuinfo) == "AMD EPYC 7B13"
-  assert embedded_full.cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n") is None
