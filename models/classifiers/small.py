@@ -8,6 +8,9 @@
                 centred 28 px objects (Fashion-MNIST test accuracy 91.5% after 6
                 epochs, vs 90.9% after 8 with global average pooling, for +30k
                 parameters and no measurable time).
+  small_cnn_w64 small_cnn twice as wide (64 then 128 channels; 3.3x the parameters,
+                ~3x the training time on a CPU): more capacity to use extra data
+                (results/classifier_capacity.json).
   small_resnet  the CIFAR ResNet-20 of He et al. 2016: a 3x3 stem and three stages of
                 three basic blocks (16, 32, 64 channels; stride 2 at stages 2 and 3).
 """
@@ -22,6 +25,7 @@ from synthfactory.models.classifiers import resnet
 # width, blocks per stage (small_resnet only)
 _SPECS = {
     "small_cnn": (32, None),
+    "small_cnn_w64": (64, None),
     "small_resnet": (16, 3),
     "small_cnn_tiny": (4, None),  # Tests only.
     "small_resnet_tiny": (4, 1),  # Tests only.
