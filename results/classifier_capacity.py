@@ -29,6 +29,7 @@ OUTPUT = ROOT / "results" / "classifier_capacity.json"
 sys.path.insert(0, str(ROOT / "results"))
 
 from data_scaling import last_epoch_train_accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
+from embedded_full import parse_mix  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.models import classifiers as classifier_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.pipelines import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.pipelines.configs import fashion  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -49,8 +50,7 @@ def stage_config(model, conditions, mix):
   config = fashion.get_config("full")
   config.classifier.model.name = model
   config.conditions = tuple(conditions)
-  how, _, confidence = mix.partition("+filter:")
-  name, _, fraction = how.partition(":")
+  name, fraction, confidence = parse_mix(mix)
   config.mixed.update(mix=name, synthetic_fraction=float(fraction or 0),
                       min_confidence=float(confidence or 0))
   problems = classifiers.missing(config)
@@ -67,7 +67,7 @@ def finished_stage_outputs(workflow, stage):
   return json.loads(marker.read_text())["outputs"]
 
 
-def summarize(results):
+def summarize(results, batch_size):
   """One model's row: top-1 per condition, its training accuracy and speed, and the
   real+synthetic minus real-only difference."""
   row = {"top1": {}, "train_accuracy_last_epoch": {}, "steps": {},
@@ -79,7 +79,7 @@ def summarize(results):
                     if "images_per_sec" in r)
     row["train_images_per_sec"][condition] = round(speeds[len(speeds) // 2])
     row["per_class"][condition] = dict(zip(got["class_names"], got["per_class"]))
-    epoch_steps = got["num_train"] // fashion.get_config("full").classifier.batch_size
+    epoch_steps = got["num_train"] // batch_size
     row["train_accuracy_last_epoch"][condition] = round(
         last_epoch_train_accuracy(got["workdir"], epoch_steps), 4)
     if "synthetic_filter" in got:
@@ -111,7 +111,7 @@ def main():
     results = classifiers.make(config).run(str(stage_dir), upstream)
     rows[model] = {"parameters": classifier_models.count_params(
         classifier_models.build(config.classifier.model), (28, 28, 1)),
-                   **summarize(results)}
+                   **summarize(results, config.classifier.batch_size)}
   record = {
       "rows": rows, "mix": args.mix,
       "synthetic": upstream["build"]["tfds_name"],

@@ -26,10 +26,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "embedded_full.json"
 
 
+def parse_mix(mix):
+  """"concat" or "ratio:f", optionally "+filter:p" → (name, "f" or "", "p" or "")."""
+  how, _, confidence = mix.partition("+filter:")
+  name, _, fraction = how.partition(":")
+  return name, fraction, confidence
+
+
 def mix_flags(mix):
-  """"concat" or "ratio:f", optionally "+filter:p", as the workflow's config flags."""
-  mix, _, confidence = mix.partition("+filter:")
-  name, _, fraction = mix.partition(":")
+  """A mix (parse_mix) as the workflow's config flags."""
+  name, fraction, confidence = parse_mix(mix)
   flags = [f"--config.mixed.mix={name}"]
   if fraction:
     flags.append(f"--config.mixed.synthetic_fraction={fraction}")

@@ -60,7 +60,7 @@ def test_row_compares_real_plus_synthetic_with_real_only(tmp_path):
                           "num_train": num_train, "class_names": ["a", "b"],
                           "per_class": [0.9, 0.95]}
   results["real+synthetic"]["synthetic_filter"] = {"kept": 40_000}
-  row = classifier_capacity.summarize(results)
+  row = classifier_capacity.summarize(results, batch_size=256)
   assert row["real_plus_synthetic_minus_real_points"] == pytest.approx(0.39)
   assert row["train_accuracy_last_epoch"] == {"real": 0.94, "real+synthetic": 0.91}
   assert row["train_images_per_sec"] == {"real": 200, "real+synthetic": 200}
