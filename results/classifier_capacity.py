@@ -6,9 +6,10 @@ Command: .venv/bin/python results/classifier_capacity.py --workflow=<full 1x wor
 → results/classifier_capacity.json
 
 results/data_scaling.json found the embedded classifier (small_cnn) limited by its
-capacity: doubling the *real* data at equal steps adds 0.21 points, and its training
-accuracy is barely above its test accuracy, so it has little room to use extra images,
-real or synthetic. This retrains the `full` workflow's classifier stage
+capacity under the recipe's augmentation (without it, it memorises the real images:
+results/classifier_augmentation.py): doubling the *real* data at equal steps adds 0.21
+points, and its training accuracy is barely above its test accuracy, so it has little
+room to use extra images, real or synthetic. This retrains the `full` workflow's classifier stage
 (pipelines/stages/classifiers.py, the same recipe, data, filter and mixes) with each
 classifier of --models, on the real and synthetic data of a finished `full` run
 (results/embedded_full.py's <workdirs>/fashion_full_1x: its 01_real_data and 04_build
