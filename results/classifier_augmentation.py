@@ -30,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "classifier_augmentation.json"
 sys.path.insert(0, str(ROOT / "results"))
 
-from classifier_capacity import finished_stage_outputs, stage_config, summarize  # pylint: disable=g-import-not-at-top,wrong-import-position
+from classifier_capacity import stage_config, summarize, workflow_upstream  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.pipelines import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.pipelines.stages import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.training import classifier_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -75,8 +75,7 @@ def main():
   parser.add_argument("--mixes", default="concat+filter:0.9,concat")
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
-  upstream = {"real_data": finished_stage_outputs(args.workflow, "01_real_data"),
-              "build": finished_stage_outputs(args.workflow, "04_build")}
+  upstream = workflow_upstream(args.workflow)
   conditions = args.conditions.split(",")
   configs = {(recipe, mix): recipe_config(recipe, args.model, conditions, mix)
              for recipe in args.recipes.split(",") for mix in args.mixes.split(",")}

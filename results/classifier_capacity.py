@@ -68,6 +68,12 @@ def finished_stage_outputs(workflow, stage):
   return json.loads(marker.read_text())["outputs"]
 
 
+def workflow_upstream(workflow):
+  """The outputs of a finished `full` run that its classifier stage reads."""
+  return {"real_data": finished_stage_outputs(workflow, "01_real_data"),
+          "build": finished_stage_outputs(workflow, "04_build")}
+
+
 def summarize(results, batch_size):
   """One model's row: top-1 per condition, its training accuracy and speed, and the
   real+synthetic minus real-only difference."""
@@ -101,8 +107,7 @@ def main():
   parser.add_argument("--mix", default="concat+filter:0.9")
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
-  upstream = {"real_data": finished_stage_outputs(args.workflow, "01_real_data"),
-              "build": finished_stage_outputs(args.workflow, "04_build")}
+  upstream = workflow_upstream(args.workflow)
   conditions = args.conditions.split(",")
   configs = {m: stage_config(m, conditions, args.mix) for m in args.models.split(",")}
   rows = {}
