@@ -1,18 +1,10 @@
 """results/classifier_augmentation.py: the recipes it retrains the workflow's classifier
 stage with, and the real-only runs it reuses across mixes."""
-import importlib.util
-import pathlib
-
 import pytest
 
 from synthfactory.pipelines.configs import fashion
 from synthfactory.training import classifier_trainer
-
-_PATH = (pathlib.Path(__file__).resolve().parents[1] / "results" /
-         "classifier_augmentation.py")
-_SPEC = importlib.util.spec_from_file_location("classifier_augmentation", _PATH)
-classifier_augmentation = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(classifier_augmentation)
+import classifier_augmentation  # from results/ (pytest.ini's pythonpath)
 
 
 def test_pad_crop_flip_is_the_full_workflows_own_recipe():

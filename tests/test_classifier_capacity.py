@@ -1,19 +1,12 @@
 """results/classifier_capacity.py: the workflow stage config it retrains, its checks and
 its rows."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 from synthfactory.models import classifiers as classifier_models
 from synthfactory.pipelines.configs import fashion
-
-_PATH = (pathlib.Path(__file__).resolve().parents[1] / "results" /
-         "classifier_capacity.py")
-_SPEC = importlib.util.spec_from_file_location("classifier_capacity", _PATH)
-classifier_capacity = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(classifier_capacity)
+import classifier_capacity  # from results/ (pytest.ini's pythonpath)
 
 
 def test_config_is_the_full_workflows_stage_with_another_model():

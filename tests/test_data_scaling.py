@@ -1,14 +1,9 @@
 """results/data_scaling.py: the grid's configs, its training accuracy and headroom."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "results" / "data_scaling.py"
-_SPEC = importlib.util.spec_from_file_location("data_scaling", _PATH)
-data_scaling = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(data_scaling)
+import data_scaling  # from results/ (pytest.ini's pythonpath)
 
 
 def test_config_is_the_full_workflows_real_only_recipe_on_a_prefix():

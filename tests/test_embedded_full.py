@@ -1,11 +1,5 @@
 """results/embedded_full.py: mix flags, and merging a run's rows into its record."""
-import importlib.util
-import pathlib
-
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "results" / "embedded_full.py"
-_SPEC = importlib.util.spec_from_file_location("embedded_full", _PATH)
-embedded_full = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(embedded_full)
+import embedded_full  # from results/ (pytest.ini's pythonpath)
 
 
 def test_mix_flags():

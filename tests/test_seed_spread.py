@@ -1,15 +1,10 @@
 """results/seed_spread.py: mixes, the per-seed summary, and its record file."""
-import importlib.util
 import json
-import pathlib
 
 import ml_collections
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "results" / "seed_spread.py"
-_SPEC = importlib.util.spec_from_file_location("seed_spread", _PATH)
-seed_spread = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(seed_spread)
+import seed_spread  # from results/ (pytest.ini's pythonpath)
 
 
 def test_mix_names_round_trip():

@@ -440,7 +440,23 @@ def test_optimizers():
   config = diffusion_configs.get_config("ci")
   for name in ("adam", "adamw", "adafactor"):
     config.optim.name = name
-    diffusion_trainer.make_optimizer(config.optim).init({"w": np.zeros(3)})
+    diffusion_trainer.make_optimizer(config.optim, 1e-3).init({"w": np.zeros(3)})
   config.optim.name = "sgd"
   with pytest.raises(ValueError, match="Unknown optimizer"):
-    diffusion_trainer.make_optimizer(config.optim)
+    diffusion_trainer.make_optimizer(config.optim, 1e-3)
+
+
+def test_schedule_cools_down_from_decay_start():
+  optim = diffusion_configs.get_config("fashion").optim
+  optim.update(lr=2e-4, warmup_steps=100, decay_start=0)
+  constant = diffusion_trainer.make_schedule(optim, 1000)
+  assert float(constant(50)) == pytest.approx(1e-4)
+  assert float(constant(999)) == pytest.approx(2e-4)
+  optim.update(decay_start=600, final_lr_fraction=0.1)
+  cooled = diffusion_trainer.make_schedule(optim, 1000)
+  assert float(cooled(600)) == pytest.approx(2e-4)  # No jump where the decay starts.
+  assert float(cooled(800)) == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5), rel=1e-5)
+  assert float(cooled(1000)) == pytest.approx(2e-5)
+  optim.decay_start = 1000
+  with pytest.raises(ValueError, match="decay_start=1000 must lie between"):
+    diffusion_trainer.make_schedule(optim, 1000)

@@ -53,9 +53,28 @@ def build_model(config):
   return diffusion_model.DiffusionModel.from_config(config.model, table)
 
 
-def make_optimizer(optim):
-  """clip_by_global_norm, then adam / adamw / adafactor with linear warm-up."""
+def make_schedule(optim, num_steps):
+  """Learning rate by step: linear warm-up, constant, then (if optim.decay_start > 0)
+  a cosine decay from decay_start to optim.lr * optim.final_lr_fraction at num_steps.
+
+  The decay is set by absolute step so that a run resumed with it (a constant-rate
+  run extended by a cool-down) continues from the rate it had.
+  """
   lr = optax.warmup_constant_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
+  if not optim.get("decay_start", 0):
+    return lr
+  if not optim.warmup_steps <= optim.decay_start < num_steps:
+    raise ValueError(
+        f"optim.decay_start={optim.decay_start} must lie between the warm-up's end "
+        f"({optim.warmup_steps}) and num_steps ({num_steps}); raise num_steps or set "
+        f"decay_start=0 for a constant rate.")
+  decay = optax.cosine_decay_schedule(optim.lr, num_steps - optim.decay_start,
+                                      alpha=optim.final_lr_fraction)
+  return optax.join_schedules([lr, decay], [optim.decay_start])
+
+
+def make_optimizer(optim, lr):
+  """clip_by_global_norm, then adam / adamw / adafactor on the rate schedule `lr`."""
   makers = {
       "adam": lambda: optax.adam(lr, b1=optim.b1, b2=optim.b2),
       "adamw": lambda: optax.adamw(lr, b1=optim.b1, b2=optim.b2,
@@ -84,7 +103,8 @@ class Trainer:
     self.mesh = Mesh(np.array(devices), ("data",))
     self._replicated = NamedSharding(self.mesh, P())
     self._batch_sharding = NamedSharding(self.mesh, P("data"))
-    self.tx = make_optimizer(config.optim)
+    self.lr = make_schedule(config.optim, config.num_steps)
+    self.tx = make_optimizer(config.optim, self.lr)
     # Init runs once: skipping backend optimisation saves seconds of LLVM time.
     self._init = jax.jit(self._init_state, out_shardings=self._replicated,
                          compiler_options={"xla_backend_optimization_level": 0})
@@ -132,7 +152,8 @@ class Trainer:
     ema = optax.incremental_update(params, state.ema_params, 1.0 - decay)
     new_state = TrainState(step=state.step + 1, params=params, ema_params=ema,
                            opt_state=opt_state)
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads),
+                       "lr": self.lr(state.step)}
 
   def fit(self, source, workdir, *, num_steps=None, init_from=None):
     """Trains on `source` to `num_steps` in `workdir`; returns the final TrainState.

@@ -30,7 +30,8 @@ def get_config(arg="fashion"):
       image_size=0, max_examples=0))
   c.optim = ml_collections.ConfigDict(dict(
       name="adam", lr=2e-4, warmup_steps=1000, b1=0.9, b2=0.999, weight_decay=0.0,
-      clip_norm=1.0))
+      clip_norm=1.0, decay_start=0, final_lr_fraction=0.0))
+  # decay_start > 0: cosine cool-down of the rate from that step to num_steps.
   c.ema_decay = 0.999
   c.label_dropout = 0.1  # Trains the null label for classifier-free guidance.
   c.max_aug = 0.0  # Super-resolution: noise augmentation level ~ U[0, max_aug].
