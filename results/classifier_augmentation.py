@@ -17,8 +17,6 @@ augmentation recipe of --recipes on a finished `full` run's real and synthetic d
 be read in both regimes. Runs go to <workdir>/<recipe>/<mix>/ and resume; a recipe's
 real-only run is trained once and reused by its other mixes.
 """
-import argparse
-import datetime
 import json
 import pathlib
 import shutil
@@ -30,8 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "classifier_augmentation.json"
 sys.path.insert(0, str(ROOT / "results"))
 
-from classifier_capacity import stage_config, summarize, workflow_upstream  # pylint: disable=g-import-not-at-top,wrong-import-position
-from synthfactory.pipelines import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from classifier_capacity import parse_study_flags, stage_config, summarize, workflow_upstream, write_record  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.pipelines.stages import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from synthfactory.training import classifier_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -65,16 +62,8 @@ def reuse_real_run(recipe_dir, stage_dir):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workflow", required=True,
-                      help="a finished `full` workflow workdir (fashion_full_1x)")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--recipes", default="none,pad_crop_flip")
-  parser.add_argument("--model", default="small_cnn")
-  parser.add_argument("--conditions", default="real,real+synthetic")
-  parser.add_argument("--mixes", default="concat+filter:0.9,concat")
-  args = parser.parse_args()
-  logging.set_verbosity(logging.INFO)
+  args = parse_study_flags(__doc__, recipes="none,pad_crop_flip", model="small_cnn",
+                           mixes="concat+filter:0.9,concat")
   upstream = workflow_upstream(args.workflow)
   conditions = args.conditions.split(",")
   configs = {(recipe, mix): recipe_config(recipe, args.model, conditions, mix)
@@ -88,16 +77,7 @@ def main():
     results = classifiers.make(config).run(str(stage_dir), upstream)
     rows.setdefault(recipe, {"augment": RECIPES[recipe]})[mix] = summarize(
         results, config.classifier.batch_size)
-  record = {
-      "rows": rows, "model": args.model,
-      "synthetic": upstream["build"]["tfds_name"],
-      "recipe": "pipelines/configs/fashion.py:full's classifier stage "
-                "(training/configs/classifier.py:fashion, 20 epochs), the augmentation "
-                "replaced; top-1 on the 10,000 real test images",
-      "command": " ".join([".venv/bin/python results/classifier_augmentation.py",
-                           *sys.argv[1:]]),
-      "machine": machine.describe(), "date": datetime.date.today().isoformat()}
-  OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
+  write_record(OUTPUT, upstream, "augmentation", rows=rows, model=args.model)
   print(json.dumps({r: {m: row[m].get("top1") for m in row if m != "augment"}
                     for r, row in rows.items()}, indent=1))
 

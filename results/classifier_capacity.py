@@ -97,16 +97,39 @@ def summarize(results, batch_size):
   return row
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_study_flags(doc, **options):
+  """The command line of a study of a finished workflow's classifier stage: its
+  --workflow and --workdir, the --conditions to train, and the study's own options
+  (name=default)."""
+  parser = argparse.ArgumentParser(description=doc.split("\n")[0])
   parser.add_argument("--workflow", required=True,
                       help="a finished `full` workflow workdir (fashion_full_1x)")
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--models", default="small_cnn_w64,small_cnn")
   parser.add_argument("--conditions", default="real,real+synthetic")
-  parser.add_argument("--mix", default="concat+filter:0.9")
+  for name, default in options.items():
+    parser.add_argument(f"--{name}", default=default)
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
+  return args
+
+
+def write_record(output, upstream, replaced, **fields):
+  """Writes a study of the `full` workflow's classifier stage, with what it replaced
+  in the stage, the synthetic dataset, the command, machine and date, to `output`."""
+  record = {
+      **fields, "synthetic": upstream["build"]["tfds_name"],
+      "recipe": f"pipelines/configs/fashion.py:full's classifier stage "
+                f"(training/configs/classifier.py:fashion, 20 epochs), the {replaced} "
+                f"replaced; top-1 on the 10,000 real test images",
+      "command": " ".join([f".venv/bin/python results/{output.stem}.py",
+                           *sys.argv[1:]]),
+      "machine": machine.describe(), "date": datetime.date.today().isoformat()}
+  output.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def main():
+  args = parse_study_flags(__doc__, models="small_cnn_w64,small_cnn",
+                           mix="concat+filter:0.9")
   upstream = workflow_upstream(args.workflow)
   conditions = args.conditions.split(",")
   configs = {m: stage_config(m, conditions, args.mix) for m in args.models.split(",")}
@@ -118,16 +141,7 @@ def main():
     rows[model] = {"parameters": classifier_models.count_params(
         classifier_models.build(config.classifier.model), (28, 28, 1)),
                    **summarize(results, config.classifier.batch_size)}
-  record = {
-      "rows": rows, "mix": args.mix,
-      "synthetic": upstream["build"]["tfds_name"],
-      "recipe": "pipelines/configs/fashion.py:full's classifier stage "
-                "(training/configs/classifier.py:fashion, 20 epochs), the model "
-                "replaced; top-1 on the 10,000 real test images",
-      "command": " ".join([".venv/bin/python results/classifier_capacity.py",
-                           *sys.argv[1:]]),
-      "machine": machine.describe(), "date": datetime.date.today().isoformat()}
-  OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
+  write_record(OUTPUT, upstream, "model", rows=rows, mix=args.mix)
   print(json.dumps({m: {k: r.get(k) for k in ("top1", "real_plus_synthetic_minus_real_points")}
                     for m, r in rows.items()}, indent=1))
 

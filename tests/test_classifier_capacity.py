@@ -70,3 +70,17 @@ def test_the_wide_cnn_has_twice_the_channels():
   assert wide["Conv_3"]["kernel"].shape == (3, 3, 128, 128)
   assert narrow["Conv_3"]["kernel"].shape == (3, 3, 64, 64)
   assert wide["head"]["kernel"].shape == (7 * 7 * 128, 10)
+
+
+def test_record_names_what_the_study_replaced_and_its_command(tmp_path, monkeypatch):
+  monkeypatch.setattr("sys.argv", ["x.py", "--workflow=w", "--workdir=d"])
+  output = tmp_path / "classifier_capacity.json"
+  upstream = {"build": {"tfds_name": "synthetic_fashion_mnist/x"}}
+  classifier_capacity.write_record(output, upstream, "model", rows={"a": 1}, mix="m")
+  record = json.loads(output.read_text())
+  assert (record["rows"], record["mix"]) == ({"a": 1}, "m")
+  assert record["synthetic"] == "synthetic_fashion_mnist/x"
+  assert "the model replaced" in record["recipe"]
+  assert record["command"] == (".venv/bin/python results/classifier_capacity.py "
+                               "--workflow=w --workdir=d")
+  assert {"machine", "date"} <= set(record)
