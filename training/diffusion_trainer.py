@@ -61,7 +61,7 @@ def make_schedule(optim, num_steps):
   run extended by a cool-down) continues from the rate it had.
   """
   lr = optax.warmup_constant_schedule(0.0, optim.lr, max(optim.warmup_steps, 1))
-  if not optim.get("decay_start", 0):
+  if not optim.decay_start:
     return lr
   if not optim.warmup_steps <= optim.decay_start < num_steps:
     raise ValueError(
