@@ -15,7 +15,6 @@ import sys
 import time
 
 from apache_beam.portability.api import beam_fn_api_pb2
-import jax
 import numpy as np
 import pytest
 
@@ -27,10 +26,8 @@ from synthfactory.beam_jobs.configs import generate as generate_configs
 from synthfactory.datasets import class_plan
 from synthfactory.datasets import manifest
 from synthfactory.datasets import shards
-from synthfactory.models import diffusion_model
-from synthfactory.models import unet
 from synthfactory.tfds_builders import registration
-from synthfactory.training import checkpoints
+import tiny_checkpoint  # tests/ (pytest.ini's pythonpath)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"--config={REPO / 'beam_jobs' / 'configs' / 'generate.py'}:ci"
@@ -204,13 +201,7 @@ def test_long_shard_logs_progress_inside(reference, tmp_path, monkeypatch):
 
 def test_checkpoint_generation_uses_the_real_loader(reference, tmp_path):
   # The ci model's weights saved as an Orbax checkpoint give the same images.
-  cfg = unet.unet_config("tiny")
-  cfg.num_classes = 4
-  params = diffusion_model.DiffusionModel.from_config(cfg).init(jax.random.PRNGKey(0))
-  saver = checkpoints.Checkpointer(tmp_path / "run", keep=1)
-  saver.save(1, {"params": params, "ema_params": params,
-                 "opt_state": {"count": np.zeros((), np.int32)}}, {}, cfg)
-  saver.close()
+  tiny_checkpoint.save(tmp_path / "run")
   out = tmp_path / "from_checkpoint"
   m = generation.run(ci_config(init="", checkpoint=str(tmp_path / "run")), out,
                      beam_args=IN_MEMORY)

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import time
 
-import jax
-import numpy as np
 import pytest
 
 from synthfactory.beam_jobs import generation
@@ -21,9 +19,7 @@ from synthfactory.beam_jobs.configs import generate as generate_configs
 from synthfactory.datasets import manifest
 from synthfactory.datasets import shards
 from synthfactory.datasets import storage
-from synthfactory.models import diffusion_model
-from synthfactory.models import unet
-from synthfactory.training import checkpoints
+import tiny_checkpoint  # tests/ (pytest.ini's pythonpath)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"--config={REPO / 'beam_jobs' / 'configs' / 'generate.py'}:ci"
@@ -239,13 +235,7 @@ def test_generate_and_validate_cli_on_gcs(emulator, reference):
 
 def test_checkpoint_from_gcs(emulator, reference, tmp_path):
   # The ci model's weights as an Orbax checkpoint on gs:// give the same images.
-  cfg = unet.unet_config("tiny")
-  cfg.num_classes = 4
-  params = diffusion_model.DiffusionModel.from_config(cfg).init(jax.random.PRNGKey(0))
-  saver = checkpoints.Checkpointer(tmp_path / "run", keep=1)
-  saver.save(1, {"params": params, "ema_params": params,
-                 "opt_state": {"count": np.zeros((), np.int32)}}, {}, cfg)
-  saver.close()
+  tiny_checkpoint.save(tmp_path / "run")
   storage.upload_dir(tmp_path / "run", gs("runs", "tiny"))
   out = gs("from_checkpoint")
   m = generation.run(ci_config(init="", checkpoint=gs("runs", "tiny")), out,

@@ -24,6 +24,7 @@ from synthfactory.training import classifier_data
 from synthfactory.training import classifier_trainer
 from synthfactory.training import progress
 from synthfactory.training.configs import classifier as classifier_configs
+from tree_asserts import assert_trees_equal  # tests/ (pytest.ini's pythonpath)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILE = REPO / "training" / "configs" / "classifier.py"
@@ -40,13 +41,6 @@ def ci_config(**overrides):
 
 def _env():
   return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def _assert_trees_equal(a, b):
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(leaves_a) == len(leaves_b)
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +95,7 @@ def test_eval_json_has_top1_top5_and_per_class_accuracy(reference_run, eval_sour
   np.testing.assert_allclose((acc * counts).sum() / 500, got["top1"], atol=1e-6)
   # Evaluation uses the EMA variables and reproduces from a loaded checkpoint.
   model, variables = classifier_trainer.load_classifier(workdir)
-  _assert_trees_equal(variables, state.ema_variables)
+  assert_trees_equal(variables, state.ema_variables)
   logits = model.apply(variables, eval_source.images[:500] / 127.5 - 1.0)
   top1 = np.mean(np.argmax(logits, -1) == eval_source.labels[:500])
   assert abs(top1 - got["top1"]) < 1e-6
@@ -132,7 +126,7 @@ def test_resumed_run_is_bitwise_identical(trainer, reference_run, tmp_path):
   resumed = trainer.fit(tmp_path)
   _, reference = reference_run
   assert int(resumed.step) == int(reference.step) == OVERRIDES["num_steps"]
-  _assert_trees_equal(resumed, reference)
+  assert_trees_equal(resumed, reference)
 
 
 def test_killed_cli_run_resumes_bitwise(reference_run, tmp_path):
@@ -160,7 +154,7 @@ def test_killed_cli_run_resumes_bitwise(reference_run, tmp_path):
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"resumed from step {killed_at}" in rerun.stderr
   assert "eval at step 24" in rerun.stderr
-  _assert_trees_equal(checkpoints.read(tmp_path, ARRAYS),
+  assert_trees_equal(checkpoints.read(tmp_path, ARRAYS),
                       checkpoints.read(reference_run[0], ARRAYS))
   ref_eval = json.loads((reference_run[0] / "eval.json").read_text())
   assert json.loads((tmp_path / "eval.json").read_text()) == ref_eval

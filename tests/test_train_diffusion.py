@@ -25,6 +25,7 @@ from synthfactory.training import diffusion_trainer
 from synthfactory.training import input_pipeline
 from synthfactory.training import progress
 from synthfactory.training.configs import diffusion as diffusion_configs
+from tree_asserts import assert_trees_equal  # tests/ (pytest.ini's pythonpath)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILE = REPO / "training" / "configs" / "diffusion.py"
@@ -49,13 +50,6 @@ def env(tmp_path_factory):
   return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
           "JAX_COMPILATION_CACHE_DIR": str(cache),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-
-
-def _assert_trees_equal(a, b):
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(leaves_a) == len(leaves_b)
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +102,7 @@ def test_resumed_run_is_bitwise_identical(trainer, source, reference_run, tmp_pa
   resumed = trainer.fit(source, tmp_path)
   _, reference = reference_run
   assert int(resumed.step) == int(reference.step) == NUM_STEPS
-  _assert_trees_equal(resumed, reference)
+  assert_trees_equal(resumed, reference)
 
 
 def test_checkpoint_records_data_position_and_model(reference_run, config):
@@ -121,7 +115,7 @@ def test_checkpoint_records_data_position_and_model(reference_run, config):
   assert got["model_config"] == json.loads(config.model.to_json())
   model, params = checkpoints.load_model(workdir)
   assert model.image_shape == (8, 8, 1) and model.num_classes == 10
-  _assert_trees_equal(params, reference_run[1].ema_params)
+  assert_trees_equal(params, reference_run[1].ema_params)
 
 
 def test_killed_cli_run_resumes_bitwise(reference_run, env, tmp_path):
@@ -149,7 +143,7 @@ def test_killed_cli_run_resumes_bitwise(reference_run, env, tmp_path):
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"resumed from step {killed_at}" in rerun.stderr
   assert "Renaming" not in rerun.stderr  # Orbax's INFO chatter is filtered.
-  _assert_trees_equal(checkpoints.read(tmp_path, ARRAYS),
+  assert_trees_equal(checkpoints.read(tmp_path, ARRAYS),
                       checkpoints.read(reference_run[0], ARRAYS))
 
 
