@@ -7,7 +7,9 @@ r"""Sweeps sampler settings of a trained diffusion model and picks the best.
       --samplers=ddim,dpm_solver_pp --steps=10,20 --guidance=1,2,3 --per_class=100 \
       --output=models/pretrained/fashion_unet/sampler.json
 
-For every (sampler, steps, guidance) it samples `per_class` images of every class with
+--guidance_intervals=all,0.3:6 also tries each guidance weight ≠ 1 applied only on
+the steps whose noise level σ lies in (0.3, 6] ("all": every step; models/samplers.py).
+For every (sampler, steps, guidance, interval) it samples `per_class` images of every class with
 the per-item keys the generation job uses, quantised to uint8 as the shards store them,
 and measures: FD (in the extractor's features, against the reference set), the
 extractor-classifier's agreement with the labels the images were generated for, its
@@ -17,6 +19,11 @@ agreement among those whose FD is within a fraction m of the lowest: the paper's
 final settings take "FID and CAS into account" (§4.2), and label agreement is our
 cheap stand-in for CAS. The output JSON holds the table, the rule, the choice and the
 command.
+
+Adding settings to a recorded sweep samples only the new ones: --extend=<its JSON> (with
+the same --per_class, --seed and --reference) first re-measures the table's cheapest
+setting and refuses unless it reproduces (the same checkpoint, extractor and
+reference), then chooses from the whole table.
 
 Choosing again with another rule needs no sampling: --rechoose=<a sweep's JSON>
 applies --fd_margin to its table (checkpoint, extractor and reference are not needed):
@@ -62,6 +69,9 @@ def _define_flags():
       samplers=d.DEFINE_list("samplers", ["ddim", "dpm_solver_pp"], "Sampler names."),
       steps=d.DEFINE_list("steps", ["10", "20"], "Step counts."),
       guidance=d.DEFINE_list("guidance", ["1", "2", "3"], "Guidance weights w."),
+      guidance_intervals=d.DEFINE_list(
+          "guidance_intervals", ["all"], "Where guidance applies: 'all' steps, or "
+          "'lo:hi', the steps with noise level lo < σ ≤ hi (for each w ≠ 1)."),
       per_class=d.DEFINE_integer("per_class", 100, "Images per class and setting."),
       batch_size=d.DEFINE_integer("batch_size", 100, "Sampling batch (fixed, padded)."),
       seed=d.DEFINE_integer("seed", 0, "Global seed of the per-item keys."),
@@ -70,15 +80,32 @@ def _define_flags():
                                "the lowest (0: the lowest FD).", lower_bound=0.0),
       rechoose=d.DEFINE_string("rechoose", None, "A sweep's JSON: choose again from "
                                "its table with --fd_margin, sampling nothing."),
+      extend=d.DEFINE_string("extend", None, "A sweep's JSON: sample only the "
+                             "settings its table lacks and choose from both."),
       output=d.DEFINE_string("output", None, "Where the JSON goes."))
   flags.mark_flags_as_required(["output"])
   return holders
 
 
-def grid(names, steps, guidance):
-  """The SamplerConfigs of a sweep, in order."""
-  return [samplers.SamplerConfig(name=n, steps=int(s), guidance=float(w))
-          for n in names for s in steps for w in guidance]
+def parse_interval(text):
+  """'all' → () (every step); 'lo:hi' → (lo, hi)."""
+  if text == "all":
+    return ()
+  try:
+    lo, hi = (float(v) for v in text.split(":"))
+  except ValueError:
+    raise app.UsageError(f"--guidance_intervals entry {text!r} is neither 'all' nor "
+                         "'lo:hi' (noise levels, e.g. 0.3:6).") from None
+  return (lo, hi)
+
+
+def grid(names, steps, guidance, intervals=("all",)):
+  """The SamplerConfigs of a sweep, in order; w = 1 (no guidance) takes no interval."""
+  intervals = [parse_interval(i) for i in intervals]
+  return [samplers.SamplerConfig(name=n, steps=int(s), guidance=float(w),
+                                 guidance_interval=i)
+          for n in names for s in steps for w in guidance
+          for i in (intervals if float(w) != 1 else [()])]
 
 
 def sample_all(sample_fn, params, num_classes, per_class, seed, batch_size):
@@ -123,12 +150,43 @@ def sweep(model, params, settings, extractor, reference, per_class, seed, batch_
                                 batch_size)
     seconds = time.monotonic() - start
     row = {"sampler": config.to_dict(), "images_per_s": len(images) / seconds,
+           "evaluations_per_image": samplers.model_evaluations(model.schedule, config),
            **measure(images, labels, extractor, reference)}
-    logging.info("setting %d/%d %s %d steps w=%g: %s", i + 1, len(settings),
-                 config.name, config.steps, config.guidance,
+    logging.info("setting %d/%d %s %d steps w=%g interval %s: %s", i + 1,
+                 len(settings), config.name, config.steps, config.guidance,
+                 config.guidance_interval or "all",
                  {k: round(v, 4) for k, v in row.items() if k != "sampler"})
     rows.append(row)
   return rows
+
+
+def _cost(row):
+  """Network evaluations per image (computed for sweeps recorded before the field)."""
+  s = row["sampler"]
+  return row.get("evaluations_per_image", s["steps"] * (1 if s["guidance"] == 1 else 2))
+
+
+def extension(recorded, settings, opts, measure):
+  """The settings not yet in a recorded sweep's table, once its cheapest setting,
+  re-measured here by `measure([config]) -> [row]`, reproduces its row."""
+  for key in ("per_class", "seed", "reference"):
+    if recorded.get(key) != opts[key]:
+      raise app.UsageError(
+          f"--extend: the recorded sweep has {key}={recorded.get(key)!r}, this one "
+          f"{opts[key]!r}; a table's rows must share it.")
+  rows, metric = recorded["sweep"], _metric(recorded["sweep"])
+  probe = min(rows, key=_cost)
+  again = measure([samplers.SamplerConfig.from_dict(probe["sampler"])])[0]
+  if not (np.isclose(again[metric], probe[metric], rtol=1e-3) and
+          abs(again["label_agreement"] - probe["label_agreement"]) <= 0.002):
+    raise app.UsageError(
+        f"--extend: the recorded setting {probe['sampler']} gave {metric} "
+        f"{probe[metric]:.4f}, agreement {probe['label_agreement']:.4f}; here "
+        f"{again[metric]:.4f}, {again['label_agreement']:.4f}. The checkpoint, "
+        "--extractor or --reference differ from the recorded sweep's: use those, or "
+        "sweep afresh.")
+  known = {json.dumps(r["sampler"], sort_keys=True) for r in rows}
+  return [c for c in settings if json.dumps(c.to_dict(), sort_keys=True) not in known]
 
 
 def choose(rows, metric, fd_margin=0.0):
@@ -138,8 +196,7 @@ def choose(rows, metric, fd_margin=0.0):
   if fd_margin < 0:
     raise ValueError(f"fd_margin={fd_margin} is negative; use 0 for the lowest FD or "
                      "e.g. 0.05 for within 5% of it.")
-  cost = lambda r: r["sampler"]["steps"] * (1 if r["sampler"]["guidance"] == 1 else 2)
-  by_fd = lambda r: (round(r[metric], 6), cost(r))
+  by_fd = lambda r: (round(r[metric], 6), _cost(r))
   if not fd_margin:
     return min(rows, key=by_fd)
   limit = min(r[metric] for r in rows) * (1 + fd_margin)
@@ -166,15 +223,24 @@ def _write(result, output):
   os.replace(tmp, output)
 
 
-def rechoose(path, fd_margin):
-  """A recorded sweep with its choice made again by `fd_margin`."""
+def _metric(rows):
+  return next(k for k in rows[0] if k == "FID" or k.startswith("FD-"))
+
+
+def read_sweep(path, flag):
+  """A recorded sweep's JSON and its FD metric's name."""
   try:
     result = json.loads(pathlib.Path(path).read_text())
-    rows = result["sweep"]
-    metric = next(k for k in rows[0] if k == "FID" or k.startswith("FD-"))
+    return result, _metric(result["sweep"])
   except (OSError, ValueError, KeyError, IndexError, StopIteration) as e:
-    raise app.UsageError(f"--rechoose={path} is not a sampler sweep's JSON ({e!r}); "
+    raise app.UsageError(f"{flag}={path} is not a sampler sweep's JSON ({e!r}); "
                          "give the output of an earlier sweep.") from e
+
+
+def rechoose(path, fd_margin):
+  """A recorded sweep with its choice made again by `fd_margin`."""
+  result, metric = read_sweep(path, "--rechoose")
+  rows = result["sweep"]
   result.setdefault("sweep_command", result.get("command"))
   result.update(sampler=choose(rows, metric, fd_margin)["sampler"],
                 chosen_by=rule(metric, fd_margin), fd_margin=fd_margin,
@@ -202,23 +268,35 @@ def main(argv, opts):
   reference = reference_stats.cached(
       image_sets.open_image_set(opts["reference"], data_dir=opts["data_dir"]),
       extractor, cache_dir=None).stats
-  settings = grid(opts["samplers"], opts["steps"], opts["guidance"])
-  rows = sweep(model, params, settings, extractor, reference, opts["per_class"],
-               opts["seed"], opts["batch_size"])
+  settings = grid(opts["samplers"], opts["steps"], opts["guidance"],
+                  opts["guidance_intervals"])
+  measure_all = lambda configs: sweep(model, params, configs, extractor, reference,
+                                      opts["per_class"], opts["seed"],
+                                      opts["batch_size"])
+  earlier, extends = [], []
+  if opts["extend"]:
+    recorded, _ = read_sweep(opts["extend"], "--extend")
+    settings = extension(recorded, settings, opts, measure_all)
+    earlier = recorded["sweep"]
+    extends = recorded.get("extends", []) + [
+        recorded.get("sweep_command", recorded["command"])]
+  rows = earlier + measure_all(settings)
   metric, margin = extractor.metric_name, opts["fd_margin"]
   best = choose(rows, metric, margin)
   result = {"sampler": best["sampler"], "chosen_by": rule(metric, margin),
             "fd_margin": margin, "sweep": rows, "per_class": opts["per_class"],
             "seed": opts["seed"], "reference": opts["reference"],
             "extractor": extractor.name, "checkpoint": opts["checkpoint"],
-            "command": _command()}
+            "command": _command(), **({"extends": extends} if extends else {})}
   _write(result, opts["output"])
   _print_choice(best, metric)
 
 
 def _print_choice(best, metric):
+  interval = best["sampler"].get("guidance_interval")
   print(f"chosen: {best['sampler']['name']} {best['sampler']['steps']} steps, guidance "
-        f"{best['sampler']['guidance']}: {metric} {best[metric]:.3f}, label agreement "
+        f"{best['sampler']['guidance']}"
+        f"{f' on σ in {tuple(interval)}' if interval else ''}: {metric} {best[metric]:.3f}, label agreement "
         f"{best['label_agreement']:.3f}")
 
 

@@ -40,6 +40,15 @@ def test_grid_is_every_combination_in_order():
       "dpm_solver_pp", 8, 2.5)
 
 
+def test_grid_limits_only_guided_settings_to_each_interval():
+  settings = sampler_sweep.grid(["dpm_solver_pp"], ["12"], ["1", "2"],
+                                ["all", "0.3:6"])
+  assert [(c.guidance, c.guidance_interval) for c in settings] == [
+      (1.0, ()), (2.0, ()), (2.0, (0.3, 6.0))]
+  with pytest.raises(app.UsageError, match="neither 'all' nor 'lo:hi'"):
+    sampler_sweep.grid(["ddim"], ["4"], ["2"], ["0.3-6"])
+
+
 def test_sweep_measures_every_setting_deterministically():
   model = diffusion_model.DiffusionModel.from_config(unet.unet_config("tiny"))
   params = model.init(jax.random.PRNGKey(0))
@@ -49,6 +58,7 @@ def test_sweep_measures_every_setting_deterministically():
   rows = sampler_sweep.sweep(model, params, settings, extractor, reference,
                              per_class=3, seed=0, batch_size=5)
   assert [r["sampler"]["steps"] for r in rows] == [2, 2, 3, 3]
+  assert [r["evaluations_per_image"] for r in rows] == [2, 4, 3, 6]
   for row in rows:
     assert np.isfinite(row["FD-toy"]) and row["FD-toy"] >= 0
     assert 0 <= row["label_agreement"] <= 1 and row["images_per_s"] > 0
@@ -76,6 +86,9 @@ def test_choose_takes_the_lowest_fd_then_the_cheapest():
   row = lambda fd, steps, w: {"FD-x": fd, "sampler": {"steps": steps, "guidance": w}}
   rows = [row(3.0, 10, 1.0), row(2.0, 20, 2.0), row(2.0, 10, 2.0), row(2.5, 5, 1.0)]
   assert sampler_sweep.choose(rows, "FD-x") is rows[2]
+  # Guided on fewer steps (its recorded evaluations): cheaper at the same FD.
+  rows.append({**row(2.0, 10, 2.0), "evaluations_per_image": 13})
+  assert sampler_sweep.choose(rows, "FD-x") is rows[4]
 
 
 def _row(fd, agreement, steps, w):
@@ -93,6 +106,30 @@ def test_choose_with_a_margin_takes_the_best_agreement_near_the_lowest_fd():
     sampler_sweep.choose(rows, "FD-x", -0.1)
   assert sampler_sweep.rule("FD-x", 0.05) == (
       "highest label agreement within 5% of the lowest FD-x")
+
+
+def test_extend_samples_only_new_settings_once_a_recorded_row_reproduces():
+  def row(config, fd, agreement=0.9):
+    return {"sampler": config.to_dict(), "FD-x": fd, "label_agreement": agreement}
+  plain, guided = sampler_sweep.grid(["dpm_solver_pp"], ["12"], ["1", "2"])
+  recorded = {"per_class": 50, "seed": 0, "reference": "r:test", "command": "sweep A",
+              "sweep": [row(plain, 40.0), row(guided, 45.0)]}
+  opts = {"per_class": 50, "seed": 0, "reference": "r:test"}
+  settings = sampler_sweep.grid(["dpm_solver_pp"], ["12"], ["1", "2"],
+                                ["all", "0.3:6"])
+  measured = []
+
+  def measure(configs, fd=40.0):
+    measured.extend(configs)
+    return [row(c, fd) for c in configs]
+  new = sampler_sweep.extension(recorded, settings, opts, measure)
+  assert [c.guidance_interval for c in new] == [(0.3, 6.0)]
+  assert measured == [plain]  # The cheapest recorded setting, re-measured first.
+  with pytest.raises(app.UsageError, match="differ from the recorded sweep's"):
+    sampler_sweep.extension(recorded, settings, opts,
+                            lambda configs: measure(configs, fd=41.0))
+  with pytest.raises(app.UsageError, match="per_class=50, this one 100"):
+    sampler_sweep.extension(recorded, settings, {**opts, "per_class": 100}, measure)
 
 
 def test_rechoose_applies_a_new_rule_to_a_recorded_sweep(tmp_path):

@@ -1,4 +1,6 @@
 """Samplers against data whose exact ε is known in closed form (models/analytic.py)."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,6 +135,50 @@ def test_model_calls_per_step(guidance, batch_per_call):
   assert calls == [batch_per_call] * 10
 
 
+def test_guidance_interval_guides_only_the_steps_inside_it():
+  config = samplers.SamplerConfig("ddim", steps=10, guidance=1.5,
+                                  guidance_interval=(0.3, 3.0))
+  guided = samplers.guided_steps(SCHEDULE, config)
+  taus = SCHEDULE.respaced_steps(10, "uniform")[::-1]
+  sigma = np.sqrt(1 / SCHEDULE.alphas_cumprod[taus] - 1)
+  np.testing.assert_array_equal(guided, (sigma > 0.3) & (sigma <= 3.0))
+  assert 0 < guided.sum() < 10
+  assert samplers.model_evaluations(SCHEDULE, config) == 10 + guided.sum()
+  calls = []
+
+  def counted_eps(x, t, labels):
+    jax.debug.callback(lambda b: calls.append(b.shape[0]), t)
+    return MIXTURE.eps(x, t, labels)
+
+  jax.block_until_ready(samplers.sample(counted_eps, SCHEDULE, config, _keys(8),
+                                        jnp.arange(8) % 3, (2,), num_classes=3))
+  assert calls == [16 if g else 8 for g in guided]  # Unguided steps: no null pass.
+
+  labels = np.arange(256) % 3
+  draw = lambda **kw: _draw(MIXTURE, dict(name="ddim", steps=10, **kw), labels)
+  # An interval holding every step is plain guidance; one holding none is w = 1.
+  np.testing.assert_array_equal(draw(guidance=1.5, guidance_interval=(0.0, 1e9)),
+                                draw(guidance=1.5))
+  np.testing.assert_array_equal(draw(guidance=1.5, guidance_interval=(1e8, 1e9)),
+                                draw(guidance=1.0))
+  part = draw(guidance=1.5, guidance_interval=(0.3, 3.0))
+  assert not np.allclose(part, draw(guidance=1.5))
+  assert not np.allclose(part, draw(guidance=1.0))
+
+
+def test_guidance_interval_is_recorded_only_when_set():
+  plain = samplers.SamplerConfig("ddim", steps=4, guidance=2.0)
+  # Specs and provenance written before the option existed keep their identity.
+  assert "guidance_interval" not in plain.to_dict()
+  assert plain.fields()["guidance_interval"] == ()
+  limited = samplers.SamplerConfig("ddim", steps=4, guidance=2.0,
+                                   guidance_interval=[0.3, 6])
+  assert limited.guidance_interval == (0.3, 6.0) and hash(limited)
+  record = json.loads(json.dumps(limited.to_dict()))
+  assert record == limited.to_dict()  # Compares equal to the spec read back.
+  assert samplers.SamplerConfig.from_dict(record) == limited
+
+
 @pytest.mark.parametrize("name", samplers.SAMPLERS)
 def test_item_sample_independent_of_batch(name):
   """An item's sample is bit-identical in any batch of the same size (other items,
@@ -188,6 +234,10 @@ def test_dynamic_thresholding_rescales_into_range():
     (dict(eta=-1.0), "eta must be ≥ 0"),
     (dict(thresholding="soft"), "Unknown thresholding"),
     (dict(steps=0), "positive integer"),
+    (dict(guidance=2.0, guidance_interval=(6.0, 0.3)), "guidance_interval must be"),
+    (dict(guidance=2.0, guidance_interval=(0.3,)), "guidance_interval must be"),
+    (dict(guidance=2.0, guidance_interval="wide"), "guidance_interval must be"),
+    (dict(guidance_interval=(0.3, 6.0)), "guidance = 1 is no guidance"),
 ])
 def test_bad_sampler_config(kwargs, message):
   with pytest.raises(ValueError, match=message):

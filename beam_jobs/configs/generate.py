@@ -31,7 +31,7 @@ def get_config(arg="fashion"):
       source="fashion_mnist", multiplier="1", num_classes=0, per_class=0,
       tfds_name="", tfds_split="train", data_dir=""))
   c.sampler = ml_collections.ConfigDict(samplers.SamplerConfig(
-      name="ddim", steps=100, guidance=1.0).to_dict())
+      name="ddim", steps=100, guidance=1.0).fields())
   # Super-resolution stages run after the base model inside the worker (base → SR
   # → SR); each is sr_stage(...) below. Empty: the base model's images are the data.
   c.sr_stages = ()
@@ -66,4 +66,4 @@ def sr_stage(checkpoint="", init="", use_ema=True, steps=32, aug_level=0.0,
   return ml_collections.ConfigDict(dict(
       checkpoint=checkpoint, init=init, use_ema=use_ema, aug_level=aug_level,
       sampler=samplers.SamplerConfig(**{"name": "ddim", "steps": steps,
-                                        "guidance": 1.0, **sampler}).to_dict()))
+                                        "guidance": 1.0, **sampler}).fields()))

@@ -8,6 +8,7 @@ import os
 import shlex
 
 from synthfactory.beam_jobs import generation
+from synthfactory.models import samplers
 from synthfactory.pipelines import runner
 from synthfactory.pipelines.stages import common
 from synthfactory.training import checkpoints
@@ -22,7 +23,12 @@ def job_config(config, checkpoint):
 def make(config):
 
   def inputs():
-    return {"generate": common.plain(config.generate), "beam_args": config.beam_args}
+    generate = common.plain(config.generate)
+    # Samplers as recorded (SamplerConfig.to_dict): an option left at its default does
+    # not change the stage's identity from runs made before the option existed.
+    for stage in [generate, *generate["sr_stages"]]:
+      stage["sampler"] = samplers.SamplerConfig.from_dict(stage["sampler"]).to_dict()
+    return {"generate": generate, "beam_args": config.beam_args}
 
   def run(stage_dir, upstream):
     job = job_config(config, upstream["diffusion"]["checkpoint"])
