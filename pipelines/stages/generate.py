@@ -33,7 +33,11 @@ def make(config):
   def run(stage_dir, upstream):
     job = job_config(config, upstream["diffusion"]["checkpoint"])
     output_dir = os.path.join(stage_dir, "dataset")
-    manifest = generation.run(job, output_dir, beam_args=shlex.split(config.beam_args))
+    # The folder is this stage's own: the same dataset resumes (verified shards are
+    # kept), a dataset of earlier inputs (the runner reruns a changed stage) is stale
+    # and replaced.
+    manifest = generation.run(job, output_dir, overwrite=True,
+                              beam_args=shlex.split(config.beam_args))
     return {"dataset_dir": output_dir, "name": manifest["name"],
             "split": manifest["split"], "num_images": manifest["num_records"],
             "multiplier": manifest["plan"]["multiplier"],
