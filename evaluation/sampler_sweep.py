@@ -9,9 +9,9 @@ r"""Sweeps sampler settings of a trained diffusion model and picks the best.
 
 --guidance_intervals=all,0.3:6 also tries each guidance weight ≠ 1 applied only on
 the steps whose noise level σ lies in (0.3, 6] ("all": every step; models/samplers.py).
-For every (sampler, steps, guidance, interval) it samples `per_class` images of every class with
-the per-item keys the generation job uses, quantised to uint8 as the shards store them,
-and measures: FD (in the extractor's features, against the reference set), the
+For every (sampler, steps, guidance, interval) it samples `per_class` images of every
+class with the per-item keys the generation job uses, quantised to uint8 as the shards
+store them, and measures: FD (in the extractor's features, against the reference set), the
 extractor-classifier's agreement with the labels the images were generated for, its
 Inception-style score, and sampling images/s (compilation excluded). The chosen
 setting is the lowest FD, or with --fd_margin=m the one with the highest label
@@ -294,10 +294,10 @@ def main(argv, opts):
 
 def _print_choice(best, metric):
   interval = best["sampler"].get("guidance_interval")
+  where = f" on σ in {tuple(interval)}" if interval else ""
   print(f"chosen: {best['sampler']['name']} {best['sampler']['steps']} steps, guidance "
-        f"{best['sampler']['guidance']}"
-        f"{f' on σ in {tuple(interval)}' if interval else ''}: {metric} {best[metric]:.3f}, label agreement "
-        f"{best['label_agreement']:.3f}")
+        f"{best['sampler']['guidance']}{where}: {metric} {best[metric]:.3f}, label "
+        f"agreement {best['label_agreement']:.3f}")
 
 
 if __name__ == "__main__":

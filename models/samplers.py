@@ -109,8 +109,8 @@ def _check_interval(interval, guidance):
     raise ValueError("guidance_interval must be () (guide every step) or (σ_lo, σ_hi) "
                      "with 0 ≤ σ_lo < σ_hi, finite, e.g. (0.3, 6.0).")
   if interval and guidance == 1:
-    raise ValueError("guidance_interval limits guidance to some steps, but guidance = 1 "
-                     "is no guidance; set guidance ≠ 1 or drop the interval.")
+    raise ValueError("guidance_interval limits guidance to some steps, but guidance = "
+                     "1 is no guidance; set guidance ≠ 1 or drop the interval.")
   return interval
 
 
@@ -173,8 +173,9 @@ def _coefficients(schedule, config):
       h_before=np.concatenate([lam[:-1] - lam[1:], [np.inf]]),  # the step before's h
   )
   reverse = lambda a: a[::-1]
-  coeffs = {k: jnp.asarray(reverse(v), jnp.int32 if k in ("index", "t") else jnp.float32)
-            for k, v in coeffs.items()}
+  as_jnp = lambda k, v: jnp.asarray(
+      reverse(v), jnp.int32 if k in ("index", "t") else jnp.float32)
+  coeffs = {k: as_jnp(k, v) for k, v in coeffs.items()}
   coeffs["guide"] = jnp.asarray(guided_steps(schedule, config))
   return coeffs
 
