@@ -1,4 +1,5 @@
-"""The workflow's `generate` stage around the Beam job: resume, replace, identity."""
+"""The workflow's `generate` stage around the Beam job: a changed stage replaces its
+stale dataset; sampler options at defaults keep the stage's identity."""
 import json
 import os
 
