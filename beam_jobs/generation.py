@@ -209,6 +209,26 @@ def prepare_output(output_dir, spec, overwrite):
   return mode
 
 
+def job_progress(output_dir):
+  """How far a generation job in `output_dir` has got, from its shards' status
+  records (read, not verified): "S/N shards, I/T images (P%)"; "" before it starts."""
+  out = storage.absolute(output_dir)
+  spec_file = storage.join(out, manifest_lib.SPEC_FILE)
+  if not storage.isfile(spec_file):
+    return ""
+  spec = manifest_lib.read_json(spec_file, "dataset spec")
+  status = storage.join(out, shard_worker.STATUS_DIR)
+  recorded = set(storage.listdir(status)) if storage.isdir(status) else set()
+  n = spec["num_shards"]
+  sizes = shards_lib.shard_sizes(class_plan_lib.ClassPlan.from_dict(spec["plan"]), n)
+  done = [size for shard, size in enumerate(sizes) if
+          f"{shards_lib.shard_filename(spec['name'], spec['split'], shard, n)}.json"
+          in recorded]
+  total = int(sum(sizes))
+  return (f"{len(done)}/{n} shards, {int(sum(done)):,}/{total:,} images "
+          f"({100 * sum(done) / max(total, 1):.0f}%)")
+
+
 class _WriteShards(beam.DoFn):
   """Writes each shard it gets; the model is loaded once per worker process."""
 

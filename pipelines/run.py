@@ -8,7 +8,8 @@ command skips complete stages whose inputs are unchanged and resumes an interrup
 one (its job keeps what it finished: checkpoints, verified shards). --from_stage re-runs
 a stage and those after it; --only_stage runs one stage. --check only lists what the
 config needs that is missing (data, checkpoints, weights), as does every run before it
-starts.
+starts. --status shows each stage's state in the workdir (complete, stale, started with
+its progress: shards and images generated, classifiers' steps) and runs nothing.
 """
 import shlex
 import sys
@@ -31,6 +32,8 @@ _FROM = flags.DEFINE_enum("from_stage", None, workflow.STAGES,
 _ONLY = flags.DEFINE_enum("only_stage", None, workflow.STAGES, "Run only this stage "
                           "(the earlier ones must be complete).")
 _CHECK = flags.DEFINE_bool("check", False, "List what is missing, run nothing.")
+_STATUS = flags.DEFINE_bool("status", False, "Show each stage's state in the workdir, "
+                            "run nothing.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -47,6 +50,11 @@ def main(argv):
     print(f"{config.name}: everything the workflow needs is there.")
     return
   workdir = _WORKDIR.value or config.workdir
+  if _STATUS.value:
+    print(f"{config.name} in {workdir}:")
+    for name, state in runner.Runner(workflow.stages(config, {}), workdir).status():
+      print(f"  {name:12s} {state}")
+    return
   info = {"config": config.name, "workdir": workdir,
           "command": " ".join(shlex.quote(a) for a in ["python", "-m",
                                                       "synthfactory.pipelines.run",

@@ -33,15 +33,23 @@ class Stage:
   run(stage_dir, upstream) does the work in stage_dir and returns a JSON-able record
   of its outputs (paths, metrics); upstream maps earlier stage names to their records.
   inputs() describes what the stage depends on beyond the earlier stages' outputs.
+  progress(stage_dir) says how far an unfinished run has got, from its files ("" when
+  there is nothing to say), for `Runner.status`.
   """
   name: str
   run: Callable[[str, dict], Optional[dict]]
   inputs: Callable[[], dict] = dict
+  progress: Callable[[str], str] = lambda stage_dir: ""
 
 
 def _digest(obj):
   return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
                         ).hexdigest()
+
+
+def _duration(seconds):
+  minutes, s = divmod(int(round(seconds)), 60)
+  return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
 
 
 def _write_json_atomic(path, obj):
@@ -77,6 +85,37 @@ class Runner:
         return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
       return None
+
+  def status(self):
+    """Each stage's state, without running anything: [(stage name, state)], the state
+    "complete …", "stale …" (its inputs changed: it will re-run), "started …" (with
+    the stage's own progress), "not started" or "waits for <stage>"."""
+    states, hashes, blocked = [], [], None
+    for stage in self.stages:
+      marker = self.read_marker(stage)
+      if blocked:  # Its inputs hash chains the unfinished stage's: not known yet.
+        state = f"waits for {blocked}" + (" (a run of earlier inputs is complete; it "
+                                          "will re-run)" if marker else "")
+        states.append((stage.name, state))
+        continue
+      inputs_hash = _digest({"stage": stage.inputs(), "upstream": hashes})
+      if marker is not None and marker["inputs_hash"] == inputs_hash:
+        states.append((stage.name, f"complete in {_duration(marker['seconds'])} "
+                                   f"({marker['finished']})"))
+        hashes = hashes + [marker["hash"]]
+        continue
+      blocked = stage.name
+      stage_dir = self.stage_dir(stage)
+      if marker is not None:
+        state = "stale: its inputs changed since it completed; it will re-run"
+      elif os.path.isdir(stage_dir):
+        progress = stage.progress(stage_dir)
+        state = "started, not complete; a run resumes it" + (
+            f": {progress}" if progress else "")
+      else:
+        state = "not started"
+      states.append((stage.name, state))
+    return states
 
   def run(self, from_stage=None, only_stage=None):
     """Runs the workflow; returns {stage name: its output record}.

@@ -143,6 +143,20 @@ def test_resume_rewrites_only_damaged_shards(reference, tmp_path):
   assert (data / names[2]).stat().st_mtime_ns == intact   # complete: skipped.
 
 
+def test_job_progress_counts_the_finished_shards(reference, tmp_path):
+  assert generation.job_progress(tmp_path / "nothing") == ""
+  data = copy(reference, tmp_path)
+  sizes = [s["num_records"] for s in json.loads(
+      (data / manifest.MANIFEST_FILE).read_text())["shards"]]
+  n, total = len(sizes), sum(sizes)
+  assert generation.job_progress(data) == (f"{n}/{n} shards, {total}/{total} images "
+                                           "(100%)")
+  first = sorted((data / shard_worker.STATUS_DIR).iterdir())[0]
+  first.unlink()  # Shard 0 unfinished.
+  assert generation.job_progress(data).startswith(
+      f"{n - 1}/{n} shards, {total - sizes[0]}/{total} images (")
+
+
 def test_sigkill_then_rerun_matches_uninterrupted(tmp_path, env):
   # More steps and shards than ci, so the kill lands while shards are being written.
   overrides = ["--config.sampler.steps=100", "--config.num_shards=8"]

@@ -74,6 +74,12 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   saved = re.findall(rf"checkpoint saved at step (\d+): {re.escape(str(checkpoints))}/",
                      killed_log)
   assert int(saved[-1]) < 100, "the real-only classifier finished before the kill"
+  status = _run(workdir, "--status")  # Where the killed run got to; runs nothing.
+  assert re.search(r"generate +complete in ", status)
+  assert (f"classifiers  started, not complete; a run resumes it: real: at step "
+          f"{saved[-1]}; synthetic: not started; real+synthetic: not started") in status
+  assert re.search(r"evaluate +waits for classifiers", status)
+  assert _markers(workdir) == before
 
   log = _run(workdir)
   after = _markers(workdir)

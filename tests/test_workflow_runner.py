@@ -15,7 +15,7 @@ class Workflow:
     self.value, self.crash_in = value, crash_in
     self.runner = runner_lib.Runner([
         runner_lib.Stage("prepare", self._prepare, lambda: {"value": self.value}),
-        runner_lib.Stage("double", self._double),
+        runner_lib.Stage("double", self._double, progress=self._double_progress),
         runner_lib.Stage("report", self._report),
     ], str(workdir))
 
@@ -35,6 +35,10 @@ class Workflow:
     self._count("double")
     with open(upstream["prepare"]["path"]) as f:
       return {"doubled": 2 * int(f.read())}
+
+  def _double_progress(self, out_dir):
+    path = os.path.join(out_dir, "partial.txt")
+    return open(path).read() if os.path.exists(path) else ""
 
   def _report(self, out_dir, upstream):
     self._count("report")
@@ -81,6 +85,27 @@ def test_from_stage_and_only_stage(tmp_path):
   wf = Workflow(tmp_path)
   assert wf.runner.run(only_stage="report")["report"] == {"text": "result 6"}
   assert wf.calls == {"prepare": 0, "double": 0, "report": 1}
+
+
+def test_status_tells_each_stage_state_and_runs_nothing(tmp_path):
+  wf = Workflow(tmp_path)
+  assert wf.runner.status() == [("prepare", "not started"),
+                                ("double", "waits for prepare"),
+                                ("report", "waits for prepare")]
+  with pytest.raises(KeyboardInterrupt):
+    Workflow(tmp_path, crash_in="double").runner.run()
+  (tmp_path / "02_double" / "partial.txt").write_text("3/4 chunks")
+  states = dict(wf.runner.status())
+  assert states["prepare"].startswith("complete in 0m00s (")
+  assert states["double"] == "started, not complete; a run resumes it: 3/4 chunks"
+  assert states["report"] == "waits for double"
+  Workflow(tmp_path).runner.run()
+  assert all(s.startswith("complete") for _, s in wf.runner.status())
+  changed = dict(Workflow(tmp_path, value=5).runner.status())
+  assert changed["prepare"].startswith("stale: its inputs changed")
+  assert changed["double"] == ("waits for prepare (a run of earlier inputs is "
+                               "complete; it will re-run)")
+  assert wf.calls == {"prepare": 0, "double": 0, "report": 0}
 
 
 def test_bad_requests(tmp_path):

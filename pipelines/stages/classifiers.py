@@ -11,12 +11,13 @@ classifier gives probability ≥ p of the class they were generated for (a filte
 paper does not use: it drops the images a real-trained eye finds ambiguous or
 mislabelled; the synthetic-only classifier still sees them all, as CAS does).
 
-Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json) and resumes from its
-checkpoints; a finished run (its eval.json at the last step) is not redone, and a run
+Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
+and resumes from its checkpoints; a finished run (its eval.json at the last step) is not redone, and a run
 whose config changed starts afresh.
 """
 import json
 import os
+import pathlib
 import shutil
 
 from absl import logging
@@ -155,6 +156,24 @@ def train(cfg, workdir):
     return json.load(f), len(data.sources.get("real", [])), data.epoch_size
 
 
+def _workdir(stage_dir, condition):
+  return os.path.join(stage_dir, condition.replace("+", "_plus_"))
+
+
+def classifier_progress(workdir):
+  """"evaluated at step N, top-1 …", "at step N" (its latest checkpoint) or "not
+  started"."""
+  try:
+    with open(os.path.join(workdir, classifier_trainer.EVAL_FILE)) as f:
+      got = json.load(f)
+    return f"evaluated at step {got['step']}, top-1 {100 * got['top1']:.2f}%"
+  except (FileNotFoundError, json.JSONDecodeError, KeyError):
+    pass
+  steps = [int(p.name) for p in pathlib.Path(workdir, "checkpoints").glob("*")
+           if p.name.isdigit()]
+  return f"at step {max(steps)}" if steps else "not started"
+
+
 def make(config):
 
   def inputs():
@@ -171,7 +190,7 @@ def make(config):
                                       stage_dir)
       cfg = run_config(config, condition, upstream["real_data"], upstream["build"],
                        keep)
-      workdir = os.path.join(stage_dir, condition.replace("+", "_plus_"))
+      workdir = _workdir(stage_dir, condition)
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
                                          if s))
@@ -191,4 +210,8 @@ def make(config):
         results[condition]["synthetic_filter"] = kept
     return results
 
-  return runner.Stage("classifiers", run, inputs)
+  def progress(stage_dir):
+    return "; ".join(f"{c}: {classifier_progress(_workdir(stage_dir, c))}"
+                     for c in config.conditions)
+
+  return runner.Stage("classifiers", run, inputs, progress)

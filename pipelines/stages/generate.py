@@ -46,7 +46,10 @@ def make(config):
                 os.path.join(output_dir, "manifest.json")),
             "sampler": manifest["sampler"], "seed": manifest["seed"]}
 
-  return runner.Stage("generate", run, inputs)
+  def progress(stage_dir):
+    return generation.job_progress(os.path.join(stage_dir, "dataset"))
+
+  return runner.Stage("generate", run, inputs, progress)
 
 
 def missing(config):
