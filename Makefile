@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 DEMO_ARGS ?=
+# demo-full: the recorded 1× run (results/embedded_full.py; its header lists the flags).
+FULL_ARGS ?= --scales=1 --mixes=concat+filter:0.9,concat
 
 .PHONY: venv data test test-slow bench demo demo-full clean
 
@@ -45,14 +47,14 @@ bench: venv
 	for b in benchmarks/*_bench.py; do $(PY) $$b || exit 1; done
 
 # The embedded factory end to end (pipelines/configs/fashion.py:demo, 5-30 min on 2
-# CPU cores); rerun to resume. demo-full: the 1× run behind results/embedded_full.json.
+# CPU cores); rerun to resume. demo-full: the 1× run behind results/embedded_full.json
+# (hours; workdirs/fashion_full_1x, rerun to resume), which it rewrites.
 demo: venv data
 	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m synthfactory.pipelines.run \
 	  --config=pipelines/configs/fashion.py:demo $(DEMO_ARGS)
 
 demo-full: venv data
-	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) -m synthfactory.pipelines.run \
-	  --config=pipelines/configs/fashion.py:full $(DEMO_ARGS)
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(PY) results/embedded_full.py $(FULL_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
