@@ -9,10 +9,12 @@ estimate for the whole remainder at its own rate, so divide it by W.
 import time
 
 
-def _duration(seconds):
-  seconds = int(round(seconds))
-  h, rest = divmod(seconds, 3600)
-  return f"{h}h{rest // 60:02d}m{rest % 60:02d}s" if h else f"{rest // 60}m{rest % 60:02d}s"
+def duration(seconds):
+  """"1h02m03s", or "2m03s" under an hour."""
+  h, rest = divmod(int(round(seconds)), 3600)
+  if h:
+    return f"{h}h{rest // 60:02d}m{rest % 60:02d}s"
+  return f"{rest // 60}m{rest % 60:02d}s"
 
 
 class Progress:
@@ -34,7 +36,7 @@ class Progress:
     seconds = max(self._clock() - self._start, 1e-9)
     rate = self._sampled / seconds
     left = max(self.total_images - self.images, 0)
-    eta = _duration(left / rate) if rate > 0 else "unknown"
+    eta = duration(left / rate) if rate > 0 else "unknown"
     return (f"progress: {self.images}/{self.total_images} images "
             f"({100 * self.images / max(self.total_images, 1):.1f}%) in "
             f"{self.shards}/{self.total_shards} shards by this worker, "

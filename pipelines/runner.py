@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from absl import logging
 
 import synthfactory
+from synthfactory.beam_jobs import progress
 
 MARKER = "COMPLETE.json"
 
@@ -45,11 +46,6 @@ class Stage:
 def _digest(obj):
   return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
                         ).hexdigest()
-
-
-def _duration(seconds):
-  minutes, s = divmod(int(round(seconds)), 60)
-  return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
 
 
 def _write_json_atomic(path, obj):
@@ -100,8 +96,8 @@ class Runner:
         continue
       inputs_hash = _digest({"stage": stage.inputs(), "upstream": hashes})
       if marker is not None and marker["inputs_hash"] == inputs_hash:
-        states.append((stage.name, f"complete in {_duration(marker['seconds'])} "
-                                   f"({marker['finished']})"))
+        took = progress.duration(marker["seconds"])
+        states.append((stage.name, f"complete in {took} ({marker['finished']})"))
         hashes = hashes + [marker["hash"]]
         continue
       blocked = stage.name
@@ -109,9 +105,9 @@ class Runner:
       if marker is not None:
         state = "stale: its inputs changed since it completed; it will re-run"
       elif os.path.isdir(stage_dir):
-        progress = stage.progress(stage_dir)
+        detail = stage.progress(stage_dir)
         state = "started, not complete; a run resumes it" + (
-            f": {progress}" if progress else "")
+            f": {detail}" if detail else "")
       else:
         state = "not started"
       states.append((stage.name, state))

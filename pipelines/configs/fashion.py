@@ -54,8 +54,8 @@ def get_config(arg="demo"):
   c.generate = generate_configs.get_config("fashion")
   c.generate.sampler.update(shipped_sampler())
   # 60,000 images = 80 shards × 750 = 10 batches of 75: no padded batches. A shard
-  # is the unit of resumption: on a 2-core CPU one takes ~10 min, so a killed run (or
-  # one spread over several sessions) loses at most that much work a worker.
+  # is the unit of resumption: on a 2-core CPU one takes 5-15 min, so a killed run (or
+  # one spread over several sittings) loses at most that much work a worker.
   c.generate.num_shards, c.generate.batch_size = 80, 75
   # Beam pipeline options of the generation job (DirectRunner here). Two worker
   # processes: one XLA:CPU process keeps only part of 2 cores busy with this small

@@ -12,8 +12,8 @@ paper does not use: it drops the images a real-trained eye finds ambiguous or
 mislabelled; the synthetic-only classifier still sees them all, as CAS does).
 
 Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
-and resumes from its checkpoints; a finished run (its eval.json at the last step) is not redone, and a run
-whose config changed starts afresh.
+and resumes from its checkpoints; a finished run (its eval.json at the last step) is
+not redone, and a run whose config changed starts afresh.
 """
 import json
 import os
@@ -204,7 +204,8 @@ def make(config):
       results[condition] = {
           "workdir": workdir, "train_data": " + ".join(train_data),
           "num_train": int(num_train), "num_real": int(num_real),
-          "steps": got["step"], "top1": got["top1"], "top5": got["top5"], "per_class": list(got["per_class"].values()),
+          "steps": got["step"], "top1": got["top1"], "top5": got["top5"],
+          "per_class": list(got["per_class"].values()),
           "class_names": list(got["per_class"])}
       if cfg.data.synthetic_keep:
         results[condition]["synthetic_filter"] = kept
