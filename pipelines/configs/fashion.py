@@ -54,7 +54,7 @@ def get_config(arg="demo"):
   c.generate = generate_configs.get_config("fashion")
   c.generate.sampler.update(shipped_sampler())
   # 60,000 images = 80 shards × 750 = 10 batches of 75: no padded batches. A shard
-  # is the unit of resumption: on a 2-core CPU one takes 5-15 min, so a killed run (or
+  # is the unit of resumption: on a 2-core CPU one takes 6-13 min, so a killed run (or
   # one spread over several sittings) loses at most that much work a worker.
   c.generate.num_shards, c.generate.batch_size = 80, 75
   # Beam pipeline options of the generation job (DirectRunner here). Two worker
