@@ -1,6 +1,7 @@
 """The resumable workflow runner on small real stages (files in, files out)."""
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -37,8 +38,8 @@ class Workflow:
       return {"doubled": 2 * int(f.read())}
 
   def _double_progress(self, out_dir):
-    path = os.path.join(out_dir, "partial.txt")
-    return open(path).read() if os.path.exists(path) else ""
+    path = pathlib.Path(out_dir, "partial.txt")
+    return path.read_text() if path.exists() else ""
 
   def _report(self, out_dir, upstream):
     self._count("report")
