@@ -124,6 +124,9 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert results["classifiers"]["real"]["top1"] == trained["real"]["top1"]
   assert list(results["classifiers"]) == ["real", "synthetic", "real+synthetic"]
   assert any("Synthetic-only" in line for line in results["summary"])
+  markdown = (report_dir / "report.md").read_text()
+  assert "FD-fmnist: Fréchet distance" in markdown  # Named once, not "FD-fmnist: FD-".
+  assert "FD-fmnist: FD-fmnist" not in markdown
 
   # Unchanged inputs: everything is skipped; --from_stage re-runs the tail.
   log = _run(workdir)
@@ -134,11 +137,12 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert _markers(workdir)["07_report"]["finished"] >= after["07_report"]["finished"]
 
   # Another real+synthetic mix (a quarter of every batch synthetic, an epoch a pass
-  # over the real data): only that classifier is retrained, from scratch.
+  # over the real data): only that classifier is trained, from scratch, in its folder.
   log = _run(workdir, "--config.mixed.mix=ratio",
              "--config.mixed.synthetic_fraction=0.25")
   mixed = _markers(workdir)["05_classifiers"]["outputs"]
-  assert "real_plus_synthetic: its classifier config changed, training it afresh" in log
+  assert mixed["real+synthetic"]["workdir"].endswith("real_plus_synthetic_ratio0.25")
+  assert trained["real+synthetic"]["workdir"].endswith("real_plus_synthetic_concat")
   assert log.count("already trained and evaluated, kept") == 2
   assert "resumed from step" not in log
   assert mixed["real"] == trained["real"] and mixed["synthetic"] == trained["synthetic"]
@@ -149,7 +153,8 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   log = _run(workdir, "--config.mixed.min_confidence=0.3")
   filtered = _markers(workdir)["05_classifiers"]["outputs"]["real+synthetic"]
   kept = filtered["synthetic_filter"]
-  keep = np.load(workdir / "05_classifiers" / "synthetic_keep.npy")
+  assert filtered["workdir"].endswith("real_plus_synthetic_concat_filter0.3")
+  keep = np.load(workdir / "05_classifiers" / "synthetic_keep_0.3.npy")
   assert kept["of"] == 60 and kept["kept"] == len(keep) < 60
   assert sum(kept["kept_per_class"]) == len(keep)
   assert filtered["num_train"] == 1000 + len(keep)
@@ -167,6 +172,12 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
       classifier_data.crops(cfg.data)[1])
   np.testing.assert_array_equal(
       keep, np.flatnonzero(probs[np.arange(60), labels] >= 0.3))
+
+  # Back to the ratio mix: every classifier, its own included, is found trained.
+  log = _run(workdir, "--config.mixed.mix=ratio",
+             "--config.mixed.synthetic_fraction=0.25")
+  assert log.count("already trained and evaluated, kept") == 3
+  assert _markers(workdir)["05_classifiers"]["outputs"] == mixed
 
 
 def test_imagenet_config_names_everything_missing():
@@ -218,3 +229,25 @@ def test_unknown_variants_are_refused():
     fashion.get_config("tiny")
   with pytest.raises(ValueError, match="1024x_4x"):
     imagenet.get_config("512x_1x")
+
+
+def test_classifier_folders_per_mix_and_changed_config_starts_afresh(tmp_path):
+  mixed = fashion.get_config("ci").mixed
+  assert classifiers_stage.mix_name(mixed) == "concat"
+  mixed.update(mix="ratio", synthetic_fraction=0.25, min_confidence=0.9)
+  assert classifiers_stage.mix_name(mixed) == "ratio0.25_filter0.9"
+  assert classifiers_stage.synthetic_keep_file(0.9) == "synthetic_keep_0.9.npy"
+
+  # A run folder keeps its checkpoints while its config is the same, and loses them
+  # (they belong to another recipe or data) when the config changes.
+  cfg = fashion.get_config("ci").classifier
+  workdir = tmp_path / "real"
+  classifiers_stage._start_or_resume(cfg, str(workdir))
+  (workdir / "checkpoint").write_text("step 10")
+  classifiers_stage._start_or_resume(cfg, str(workdir))
+  assert (workdir / "checkpoint").exists()
+  cfg.seed += 1
+  classifiers_stage._start_or_resume(cfg, str(workdir))
+  assert not (workdir / "checkpoint").exists()
+  recorded = json.loads((workdir / classifiers_stage.RUN_CONFIG).read_text())
+  assert recorded["seed"] == cfg.seed

@@ -13,7 +13,9 @@ mislabelled; the synthetic-only classifier still sees them all, as CAS does).
 
 Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
 and resumes from its checkpoints; a finished run (its eval.json at the last step) is
-not redone, and a run whose config changed starts afresh.
+not redone, and a run whose config changed starts afresh. The real+synthetic run has a
+folder per mix (`real_plus_synthetic_concat`, `…_ratio0.25_filter0.9`): trying another
+mix trains only that one, and coming back to an earlier mix finds it trained.
 """
 import json
 import os
@@ -32,7 +34,18 @@ from synthfactory.training import classifier_trainer
 CONDITIONS = ("real", "synthetic", "real+synthetic")
 MIXED = ("concat", "ratio")
 RUN_CONFIG = "run_config.json"
-SYNTHETIC_KEEP = "synthetic_keep.npy"  # In the stage folder: the filter's kept indices.
+
+
+def mix_name(mixed):
+  """The real+synthetic mix's folder name: "concat", "ratio0.25", "concat_filter0.9"."""
+  name = mixed.mix + (f"{mixed.synthetic_fraction:g}" if mixed.mix == "ratio" else "")
+  threshold = mixed.get("min_confidence", 0.0)
+  return f"{name}_filter{threshold:g}" if threshold else name
+
+
+def synthetic_keep_file(threshold):
+  """In the stage folder: the filter's kept indices at one confidence threshold."""
+  return f"synthetic_keep_{threshold:g}.npy"
 
 
 def missing(config):
@@ -97,13 +110,13 @@ def real_classifier_on_synthetic(config, upstream, real_workdir):
 def filter_synthetic(config, upstream, real_workdir, stage_dir):
   """Scores every synthetic image with the real-only classifier and writes the indices
   of those it gives probability ≥ mixed.min_confidence of their generated class to
-  <stage_dir>/synthetic_keep.npy; returns (that path, a summary)."""
+  <stage_dir>/synthetic_keep_<p>.npy; returns (that path, a summary)."""
   threshold = config.mixed.min_confidence
   trainer, variables, synthetic, crop = real_classifier_on_synthetic(
       config, upstream, real_workdir)
   probs, labels = trainer.probabilities(variables, synthetic, crop)
   keep = np.flatnonzero(probs[np.arange(len(labels)), labels] >= threshold)
-  path = os.path.join(stage_dir, SYNTHETIC_KEEP)
+  path = os.path.join(stage_dir, synthetic_keep_file(threshold))
   with open(path + ".tmp", "wb") as f:
     np.save(f, keep)
   os.replace(path + ".tmp", path)
@@ -156,8 +169,11 @@ def train(cfg, workdir):
     return json.load(f), len(data.sources.get("real", [])), data.epoch_size
 
 
-def _workdir(stage_dir, condition):
-  return os.path.join(stage_dir, condition.replace("+", "_plus_"))
+def _workdir(stage_dir, condition, mixed):
+  name = condition.replace("+", "_plus_")
+  if condition == "real+synthetic":
+    name += "_" + mix_name(mixed)
+  return os.path.join(stage_dir, name)
 
 
 def classifier_progress(workdir):
@@ -190,7 +206,7 @@ def make(config):
                                       stage_dir)
       cfg = run_config(config, condition, upstream["real_data"], upstream["build"],
                        keep)
-      workdir = _workdir(stage_dir, condition)
+      workdir = _workdir(stage_dir, condition, config.mixed)
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
                                          if s))
@@ -212,7 +228,7 @@ def make(config):
     return results
 
   def progress(stage_dir):
-    return "; ".join(f"{c}: {classifier_progress(_workdir(stage_dir, c))}"
+    return "; ".join(f"{c}: {classifier_progress(_workdir(stage_dir, c, config.mixed))}"
                      for c in config.conditions)
 
   return runner.Stage("classifiers", run, inputs, progress)

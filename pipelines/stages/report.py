@@ -111,9 +111,9 @@ def make(config, workflow):
     if evaluation:
       results["fidelity"] = {
           "metric_name": evaluation["metric_name"],
-          "note": (f"{evaluation['metric_name']}: Fréchet distance (and Inception-"
-                   "style score) in the features of the real-only classifier of this "
-                   "run, not FID."),
+          # The report prefixes the metric's name.
+          "note": ("Fréchet distance (and Inception-style score) in the features of "
+                   "the real-only classifier of this run, not FID."),
           "rows": evaluation["rows"]}
       if "label_agreement" in evaluation:
         results["comparisons"]["label agreement (real classifier on synthetic)"] = (
