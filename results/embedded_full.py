@@ -9,8 +9,9 @@ in the repo; resumable: rerun the same command after an interruption) trains the
 classifier recipe on the 60,000 real images, on the N × 60,000 synthetic ones, and on
 both, and tests each on the 10,000 real test images. Each mix of --mixes is one way to
 train on both (config `mixed`: concat = the union; ratio:f = a share f of every batch
-synthetic; "+filter:p" appended: only the synthetic images the real-only classifier
-gives probability ≥ p of their class); the first is the headline, a later one retrains
+synthetic; pretrain = the real data, starting from the synthetic-only classifier;
+"+filter:p" appended: only the synthetic images the real-only classifier gives
+probability ≥ p of their class); the first is the headline, a later one retrains
 only the real+synthetic classifier. Hours on a 2-core CPU, most of it sampling.
 """
 import argparse
@@ -110,8 +111,8 @@ def main():
                       help="folder of the runs' workdirs (keep it outside a checkout "
                            "that may be replaced, to resume across sessions)")
   parser.add_argument("--mixes", default="concat",
-                      help="comma-separated real+synthetic mixes: concat, ratio:f, "
-                           "either +filter:p")
+                      help="comma-separated real+synthetic mixes: concat, ratio:f "
+                           "(either +filter:p) or pretrain")
   parser.add_argument("overrides", nargs="*",
                       help="after --: workflow config overrides, e.g. "
                            "--config.generate.sampler.guidance=3")

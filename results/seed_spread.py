@@ -49,7 +49,7 @@ def mix_name(data):
 def with_mix(base, mix):
   """`base` (a real+synthetic run config) with its mix set from "concat"/"ratio:f"."""
   name, _, fraction = mix.partition(":")
-  if name not in classifiers.MIXED or (name == "ratio") != bool(fraction):
+  if name not in ("concat", "ratio") or (name == "ratio") != bool(fraction):
     raise SystemExit(f"--mix={mix!r}: give concat or ratio:f (f the synthetic share "
                      "of every batch, e.g. ratio:0.25).")
   cfg = ml_collections.ConfigDict(base.to_dict())  # A copy: nested dicts too.

@@ -170,6 +170,40 @@ def test_resume_with_other_batch_order_is_refused(reference_run, tmp_path):
     other.fit(tmp_path)
 
 
+# --- pretraining ----------------------------------------------------------------------
+
+
+def test_init_from_starts_a_new_run_from_a_trained_classifier(reference_run, data,
+                                                             tmp_path):
+  workdir, trained = reference_run
+  config = ci_config(num_steps=8, init_from=str(workdir))
+  tuned = classifier_trainer.Trainer(classifiers.build(config.model), config, data)
+  start = tuned.pretrained_state()
+  assert int(start.step) == 0
+  assert_trees_equal(start.variables, trained.ema_variables)
+  assert_trees_equal(start.opt_state, tuned.init_state().opt_state)  # Fresh optimizer.
+  tuned.fit(tmp_path)
+  # It learns on from there: after 4 steps its loss is below a fresh run's at step 4.
+  first = progress.read_metrics(tmp_path)[0]
+  fresh = progress.read_metrics(workdir)[0]
+  assert first["step"] == fresh["step"] == 4 and first["loss"] < fresh["loss"]
+
+
+def test_init_from_another_model_or_nothing_is_a_clear_error(reference_run, data,
+                                                            tmp_path):
+  config = ci_config(init_from=str(reference_run[0]))
+  config.model.name = "small_cnn"
+  other = classifier_trainer.Trainer(classifiers.build(config.model), config, data)
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"(?s)\(small_cnn_tiny\) does not fit this run's model "
+                           r"\(small_cnn\).*fix: set config.model"):
+    other.fit(tmp_path / "a")
+  config = ci_config(init_from=str(tmp_path / "nowhere"))
+  missing = classifier_trainer.Trainer(classifiers.build(config.model), config, data)
+  with pytest.raises(checkpoints.CheckpointError, match="No checkpoint directory"):
+    missing.fit(tmp_path / "b")
+
+
 # --- mixtures, errors -----------------------------------------------------------------
 
 

@@ -179,6 +179,22 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert log.count("already trained and evaluated, kept") == 3
   assert _markers(workdir)["05_classifiers"]["outputs"] == mixed
 
+  # Pretraining, then the real data: the real+synthetic classifier starts from the
+  # synthetic-only one's weights and trains on the real images alone.
+  log = _run(workdir, "--config.mixed.mix=pretrain")
+  pretrained = _markers(workdir)["05_classifiers"]["outputs"]["real+synthetic"]
+  assert pretrained["workdir"].endswith("real_plus_synthetic_pretrain")
+  assert f"initialised from {trained['synthetic']['workdir']}" in log
+  assert log.count("already trained and evaluated, kept") == 2
+  assert pretrained["num_train"] == pretrained["num_real"] == 1000
+  assert pretrained["steps"] == trained["real"]["steps"]
+  assert pretrained["train_data"].startswith(trained["real"]["train_data"] +
+                                             ", starting from the synthetic-only")
+  recorded = json.loads(
+      (pathlib.Path(pretrained["workdir"]) / classifiers_stage.RUN_CONFIG).read_text())
+  assert recorded["init_from"] == trained["synthetic"]["workdir"]
+  assert recorded["data"]["synthetic"] == "" and recorded["data"]["mix"] == "real"
+
 
 def test_imagenet_config_names_everything_missing():
   found = workflow.missing(imagenet.get_config("1024x_4x"))
@@ -205,7 +221,7 @@ def test_missing_fashion_mnist_is_named(tmp_path, monkeypatch):
 def test_bad_real_plus_synthetic_mix_is_named_before_running():
   config = fashion.get_config("ci")
   config.mixed.mix = "interleave"
-  assert "one of ('concat', 'ratio')" in workflow.missing(config)[0]
+  assert "one of ('concat', 'ratio', 'pretrain')" in workflow.missing(config)[0]
   config.mixed.update(mix="ratio", synthetic_fraction=0.3)  # 4.8 of a batch of 16.
   assert "use k/16" in workflow.missing(config)[0]
   config.mixed.synthetic_fraction = 0.25
@@ -215,6 +231,11 @@ def test_bad_real_plus_synthetic_mix_is_named_before_running():
   config.mixed.min_confidence = 0.9
   config.conditions = ("real+synthetic", "real")
   assert "list 'real' before 'real+synthetic'" in workflow.missing(config)[0]
+  config.mixed.mix = "pretrain"
+  assert "no synthetic images to filter" in workflow.missing(config)[0]
+  config.mixed.min_confidence = 0.0
+  config.conditions = ("real", "real+synthetic", "synthetic")
+  assert "list 'synthetic' before 'real+synthetic'" in workflow.missing(config)[0]
 
 
 def test_a_multiplier_the_tfds_builder_lacks_is_named_before_generating():

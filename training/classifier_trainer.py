@@ -11,6 +11,8 @@ bit for bit as if it had never stopped.
 Checkpoints (training/checkpoints.py) hold the model variables (params and batch-norm
 statistics) as `params`, their moving average as `ema_params` (ema_decay=0 keeps them
 equal to the variables) and the optimizer state; evaluation uses the moving average.
+A run with config.init_from starts from another run's trained variables (pretraining on
+other data), its optimizer and schedule from scratch.
 """
 import json
 import math
@@ -271,7 +273,8 @@ class Trainer:
 
   def _restore_or_init(self, checkpointer):
     if checkpointer.latest_step() is None:
-      return self.init_state()
+      return self.pretrained_state() if self.config.get("init_from") else (
+          self.init_state())
     template = jax.eval_shape(self.init_state)
     arrays, meta = checkpointer.restore({"params": template.variables,
                                          "ema_params": template.ema_variables,
@@ -289,6 +292,40 @@ class Trainer:
         TrainState(step=jnp.asarray(meta["step"], jnp.int32),
                    variables=arrays["params"], ema_variables=arrays["ema_params"],
                    opt_state=arrays["opt_state"]), self._replicated)
+
+
+  def pretrained_state(self):
+    """Step 0 with the (EMA) variables of the trained classifier in config.init_from
+    and a fresh optimizer: pretraining on other data, then this run's."""
+    source = self.config.init_from
+    got = checkpoints.read(source, ["ema_params", "model_config", "meta"])
+    template = jax.eval_shape(self.init_state)
+    want, have = _shapes(template.variables), _shapes(got["ema_params"])
+    if want != have:
+      differ = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+      raise checkpoints.CheckpointError(
+          checkpoints.resolve(source),
+          f"config.init_from's classifier ({got['model_config'].get('name')}) does not "
+          f"fit this run's model ({self.config.model.name}): {len(differ)} variables "
+          f"differ in name or shape, e.g. {differ[0]}: {have.get(differ[0])} there, "
+          f"{want.get(differ[0])} here.",
+          "set config.model to the model that run trained, or config.init_from='' to "
+          "start from random weights.")
+    # Two copies: the training step donates both trees, so they may not share buffers.
+    variables, ema = (jax.tree.map(lambda x, t: jnp.array(x, t.dtype), got["ema_params"],
+                                   template.variables) for _ in range(2))
+    logging.info("initialised from %s (step %d), optimizer fresh", source,
+                 got["meta"]["step"])
+    return jax.device_put(
+        TrainState(step=jnp.zeros((), jnp.int32), variables=variables,
+                   ema_variables=ema, opt_state=self.tx.init(variables["params"])),
+        self._replicated)
+
+
+def _shapes(tree):
+  """{"params/conv_0/kernel": (3, 3, 1, 32), …}: a variables tree's names and shapes."""
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(x.shape)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def load_classifier(checkpoint_dir, use_ema=True, step=None):

@@ -68,8 +68,9 @@ def get_config(arg="demo"):
   c.classifier.epochs = 20
   c.conditions = ("real", "synthetic", "real+synthetic")
   # How the real+synthetic classifier draws its data: "concat" (one dataset, an epoch
-  # a pass over the union; paper Table 4) or "ratio" (synthetic_fraction of every
-  # batch synthetic, an epoch a pass over the real data).
+  # a pass over the union; paper Table 4), "ratio" (synthetic_fraction of every
+  # batch synthetic, an epoch a pass over the real data) or "pretrain" (the real data,
+  # starting from the synthetic-only classifier's weights).
   # min_confidence p > 0: only the synthetic images the real-only classifier gives
   # probability ≥ p of their class join the real ones (pipelines/stages/classifiers.py).
   c.mixed = ml_collections.ConfigDict(dict(mix="concat", synthetic_fraction=0.0,

@@ -4,12 +4,14 @@ the real test split.
 
 Conditions map to the classifier job's data mixes: "real", "synthetic" and
 "real+synthetic", whose mix is the config's `mixed.mix`: "concat" (an epoch is a pass
-over the union, paper Table 4) or "ratio" (`mixed.synthetic_fraction` of every batch
-synthetic, an epoch a pass over the real data). With `mixed.min_confidence` p > 0 the
-real+synthetic classifier trains only on the synthetic images to which the real-only
-classifier gives probability ≥ p of the class they were generated for (a filter the
-paper does not use: it drops the images a real-trained eye finds ambiguous or
-mislabelled; the synthetic-only classifier still sees them all, as CAS does).
+over the union, paper Table 4), "ratio" (`mixed.synthetic_fraction` of every batch
+synthetic, an epoch a pass over the real data) or "pretrain" (the real data alone,
+starting from the synthetic-only classifier's weights: pretraining on synthetic data,
+then fine-tuning on real, which the paper does not try). With `mixed.min_confidence`
+p > 0 the real+synthetic classifier trains only on the synthetic images to which the
+real-only classifier gives probability ≥ p of the class they were generated for (a
+filter the paper does not use: it drops the images a real-trained eye finds ambiguous
+or mislabelled; the synthetic-only classifier still sees them all, as CAS does).
 
 Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
 and resumes from its checkpoints; a finished run (its eval.json at the last step) is
@@ -32,7 +34,7 @@ from synthfactory.training import classifier_data
 from synthfactory.training import classifier_trainer
 
 CONDITIONS = ("real", "synthetic", "real+synthetic")
-MIXED = ("concat", "ratio")
+MIXED = ("concat", "ratio", "pretrain")
 RUN_CONFIG = "run_config.json"
 
 
@@ -60,6 +62,17 @@ def missing(config):
             f"0 keeps every synthetic image, e.g. 0.9 keeps those the real-only "
             f"classifier is 90% sure of."]
   conditions = list(config.conditions)
+  if mix == "pretrain":
+    if threshold:
+      return ["config.mixed.mix='pretrain' trains the real+synthetic classifier on the "
+              "real images only (from the synthetic-only classifier's weights), so "
+              "there are no synthetic images to filter: set "
+              "config.mixed.min_confidence=0."]
+    if "synthetic" not in conditions or (conditions.index("synthetic") >
+                                         conditions.index("real+synthetic")):
+      return ["config.mixed.mix='pretrain' starts the real+synthetic classifier from "
+              "the synthetic-only one: list 'synthetic' before 'real+synthetic' in "
+              "config.conditions."]
   if threshold and ("real" not in conditions or conditions.index("real") >
                     conditions.index("real+synthetic")):
     return ["config.mixed.min_confidence filters the synthetic images with the "
@@ -74,17 +87,19 @@ def missing(config):
   return []
 
 
-def run_config(config, condition, real, build, synthetic_keep=""):
+def run_config(config, condition, real, build, synthetic_keep="", init_from=""):
   """The classifier job config of one condition (real+synthetic: trained only on the
-  synthetic indices in the .npy file `synthetic_keep`, if given)."""
+  synthetic indices in the .npy file `synthetic_keep`, if given, and starting from the
+  classifier in `init_from`, if given)."""
   if condition not in CONDITIONS:
     raise ValueError(f"Unknown classifier condition {condition!r}; choose from "
                      f"{CONDITIONS}.")
   cfg = config.classifier.copy_and_resolve_references()
   mix = condition
   if condition == "real+synthetic":  # Checked by missing() before the run.
-    mix = config.mixed.mix
+    mix = "real" if config.mixed.mix == "pretrain" else config.mixed.mix
     cfg.data.synthetic_fraction = config.mixed.synthetic_fraction
+    cfg.init_from = init_from
   cfg.data.update(
       real=f"{real['name']}:{config.real.train_split}" if mix != "synthetic" else "",
       synthetic=f"{build['folder']}:train" if mix != "real" else "",
@@ -92,6 +107,9 @@ def run_config(config, condition, real, build, synthetic_keep=""):
       mix=mix, data_dir=real["data_dir"])
   if condition == "real+synthetic":
     cfg.data.synthetic_keep = synthetic_keep
+  if not cfg.init_from:  # Unused: runs recorded before the field existed still match.
+    with cfg.unlocked():
+      del cfg["init_from"]
   return cfg
 
 
@@ -204,19 +222,25 @@ def make(config):
       if condition == "real+synthetic" and config.mixed.get("min_confidence", 0.0):
         keep, kept = filter_synthetic(config, upstream, results["real"]["workdir"],
                                       stage_dir)
+      init_from = ""
+      if condition == "real+synthetic" and config.mixed.mix == "pretrain":
+        init_from = results["synthetic"]["workdir"]
       cfg = run_config(config, condition, upstream["real_data"], upstream["build"],
-                       keep)
+                       keep, init_from)
       workdir = _workdir(stage_dir, condition, config.mixed)
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
                                          if s))
       got, num_real, num_train = train(cfg, workdir)
+      synthetic = f"{upstream['build']['tfds_name']}:train"
       train_data = [cfg.data.real] if cfg.data.real else []
       if cfg.data.synthetic:
-        train_data.append(f"{upstream['build']['tfds_name']}:train")
+        train_data.append(synthetic)
         if cfg.data.synthetic_keep:
           train_data[-1] += (f" ({kept['kept']} of {kept['of']}: real-only classifier "
                              f"confidence ≥ {kept['min_confidence']:g})")
+      if cfg.get("init_from"):
+        train_data[-1] += f", starting from the synthetic-only classifier ({synthetic})"
       results[condition] = {
           "workdir": workdir, "train_data": " + ".join(train_data),
           "num_train": int(num_train), "num_real": int(num_real),

@@ -76,6 +76,9 @@ def get_config(arg="fashion"):
       weight_decay=5e-4, clip_norm=0.0, schedule="cosine", warmup_epochs=1,
       decay_epochs=(), decay_factor=0.1))
   c.ema_decay = 0.0  # Evaluation uses the EMA of the variables; 0: the variables.
+  # A trained classifier's workdir: its (EMA) variables start this run, the optimizer
+  # and schedule fresh (pretraining on other data); "" = random init. Ignored on resume.
+  c.init_from = ""
   # num_steps > 0 overrides epochs; eval_every (steps) 0: evaluate at the end only.
   c.epochs, c.num_steps, c.batch_size, c.eval_batch_size, c.seed = 6, 0, 256, 500, 0
   c.log_every, c.checkpoint_every, c.keep_checkpoints, c.eval_every = 100, 1000, 2, 0
