@@ -293,7 +293,6 @@ class Trainer:
                    variables=arrays["params"], ema_variables=arrays["ema_params"],
                    opt_state=arrays["opt_state"]), self._replicated)
 
-
   def pretrained_state(self):
     """Step 0 with the (EMA) variables of the trained classifier in config.init_from
     and a fresh optimizer: pretraining on other data, then this run's."""
