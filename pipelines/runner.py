@@ -62,7 +62,10 @@ class Runner:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
       raise WorkflowError(f"Stage names must be unique, got {names}.")
-    self.stages, self.workdir = list(stages), workdir
+    # Absolute: stages record their paths (datasets, keep files) in their outputs and
+    # in their jobs' configs, so the same workdir named relatively, or from another
+    # directory, must give the same records, not stale stages and retrained runs.
+    self.stages, self.workdir = list(stages), os.path.abspath(workdir)
 
   def stage_dir(self, stage):
     index = self.stages.index(stage)

@@ -12,7 +12,8 @@ classifiers stage's configs) with other seeds, which change the initialisation a
 the data order, and reports each condition's top-1 per seed, mean and spread, and the
 real+synthetic minus real-only difference per seed. The runs at the config's own
 seed are the workflow's; with a --mix other than the run's own, the real+synthetic
-classifier is trained at that seed too. Runs go to
+classifier is trained at that seed too. A filtered run keeps its filter (the same
+kept images at every seed; the record's mix says "+filter:p"). Runs go to
 <workdir>/seed_spread/<condition>[_<mix>]_seed<k>/ and resume.
 """
 import argparse
@@ -46,12 +47,25 @@ def mix_name(data):
                         else "")
 
 
+def mix_label(data, outputs):
+  """The mix as recorded: mix_name, plus "+filter:p" when only the synthetic images
+  the workflow's real-only classifier gave ≥ p of their class were used."""
+  label = mix_name(data)
+  if data.get("synthetic_keep"):
+    label += f"+filter:{outputs['synthetic_filter']['min_confidence']:g}"
+  return label
+
+
 def with_mix(base, mix):
   """`base` (a real+synthetic run config) with its mix set from "concat"/"ratio:f"."""
   name, _, fraction = mix.partition(":")
   if name not in ("concat", "ratio") or (name == "ratio") != bool(fraction):
     raise SystemExit(f"--mix={mix!r}: give concat or ratio:f (f the synthetic share "
                      "of every batch, e.g. ratio:0.25).")
+  if base.get("init_from"):  # Its data is the real images alone.
+    raise SystemExit("--mix: the workflow's real+synthetic run is pretrain (synthetic,"
+                     " then real), which has no mix to change; run the workflow with "
+                     "--config.mixed.mix=concat or ratio first.")
   cfg = ml_collections.ConfigDict(base.to_dict())  # A copy: nested dicts too.
   cfg.data.mix, cfg.data.synthetic_fraction = name, float(fraction or 0.0)
   return cfg
@@ -74,7 +88,7 @@ def spread(workdir, conditions, seeds, mix):
     else:
       top1[condition][base.seed] = done[condition]["top1"]
     if condition == "real+synthetic":
-      mixes[condition] = mix_name(base.data)
+      mixes[condition] = mix_label(base.data, done[condition])
     for seed in runs:
       cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.seed = seed

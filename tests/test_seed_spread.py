@@ -46,3 +46,14 @@ def test_same_mix_spelled_otherwise_is_the_same_mix():
       {"seed": 0, "data": {"mix": "ratio", "synthetic_fraction": 0.25}})
   assert seed_spread.mix_name(seed_spread.with_mix(base, "ratio:.25").data) == \
       seed_spread.mix_name(base.data)
+
+
+def test_filtered_mix_is_labelled_and_pretrain_has_no_mix_to_change():
+  data = {"mix": "ratio", "synthetic_fraction": 0.25, "synthetic_keep": "k.npy"}
+  outputs = {"synthetic_filter": {"min_confidence": 0.9, "kept": 5}}
+  assert seed_spread.mix_label(data, outputs) == "ratio:0.25+filter:0.9"
+  assert seed_spread.mix_label({**data, "synthetic_keep": ""}, {}) == "ratio:0.25"
+  pretrain = ml_collections.ConfigDict(
+      {"seed": 0, "init_from": "synthetic", "data": {"mix": "real"}})
+  with pytest.raises(SystemExit, match="pretrain"):
+    seed_spread.with_mix(pretrain, "concat")

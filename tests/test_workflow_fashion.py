@@ -272,3 +272,8 @@ def test_classifier_folders_per_mix_and_changed_config_starts_afresh(tmp_path):
   assert not (workdir / "checkpoint").exists()
   recorded = json.loads((workdir / classifiers_stage.RUN_CONFIG).read_text())
   assert recorded["seed"] == cfg.seed
+  # The log names what changed, so a discarded run is never a mystery.
+  assert classifiers_stage._changed_keys(
+      {"seed": 0, "data": {"mix": "ratio", "real": "a"}},
+      {"seed": 1, "data": {"mix": "ratio", "real": "b", "keep": "k"}}) == [
+          "data.keep", "data.real", "seed"]

@@ -61,6 +61,19 @@ def test_rerun_skips_complete_stages(tmp_path):
   assert wf.calls == {"prepare": 0, "double": 0, "report": 0}
 
 
+def test_relative_workdir_records_absolute_paths(tmp_path, monkeypatch):
+  """Stages record paths; named relatively or from elsewhere, a workdir is the same."""
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path)
+  Workflow("wf").runner.run()
+  marker = json.loads((tmp_path / "wf" / "01_prepare" / runner_lib.MARKER).read_text())
+  assert marker["outputs"]["path"] == str(tmp_path / "wf" / "01_prepare" / "value.txt")
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  wf = Workflow("../wf")
+  assert wf.runner.run()["report"] == {"text": "result 6"}
+  assert wf.calls == {"prepare": 0, "double": 0, "report": 0}
+
+
 def test_changed_input_reruns_the_stage_and_everything_after(tmp_path):
   Workflow(tmp_path).runner.run()
   wf = Workflow(tmp_path, value=5)

@@ -148,6 +148,18 @@ def filter_synthetic(config, upstream, real_workdir, stage_dir):
   return path, summary
 
 
+def _changed_keys(old, new, prefix=""):
+  """The dotted keys whose values differ between two nested dicts."""
+  changed = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      changed += _changed_keys(a, b, f"{prefix}{key}.")
+    elif a != b:
+      changed.append(f"{prefix}{key}")
+  return changed
+
+
 def _start_or_resume(cfg, workdir):
   """Keeps a workdir whose run trains `cfg`; one made for another config is removed
   (its checkpoints and eval.json belong to a different recipe or data)."""
@@ -155,9 +167,11 @@ def _start_or_resume(cfg, workdir):
   path = os.path.join(workdir, RUN_CONFIG)
   if os.path.exists(path):
     with open(path) as f:
-      if json.load(f) == wanted:
-        return
-    logging.info("%s: its classifier config changed, training it afresh", workdir)
+      recorded = json.load(f)
+    if recorded == wanted:
+      return
+    logging.warning("%s: its classifier config changed (%s), training it afresh",
+                    workdir, ", ".join(_changed_keys(recorded, wanted)))
     shutil.rmtree(workdir)
   elif os.path.isdir(workdir):
     shutil.rmtree(workdir)  # From before configs were recorded: unknown recipe.
