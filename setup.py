@@ -10,7 +10,9 @@ _PACKAGES = ("models", "datasets", "training", "evaluation", "beam_jobs",
 
 _INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
-    "apache-beam[gcp]>=2.60,<3",
+    # One Beam release: Dataflow workers run docker/beam_worker_*.Dockerfile's SDK image,
+    # which must equal the launcher's apache-beam; bump both together.
+    "apache-beam[gcp]>=2.77.0,<2.78",
     "array-record>=0.7,<0.9",
     "flax>=0.10,<0.13",
     "google-cloud-storage>=2.18,<4",

@@ -4,6 +4,7 @@ import importlib.metadata
 import pathlib
 import re
 
+import packaging.requirements
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -35,8 +36,32 @@ def test_beam_sdk_matches_installed_apache_beam(path):
   version = importlib.metadata.version("apache-beam")
   assert tags and all(tag == version for _, tag in tags), (
       f"{path.name} uses Beam SDK {tags}, the installed apache-beam is {version}: "
-      "bump the FROM tag.")
+      "bump the FROM tag and setup.py's apache-beam pin together.")
   assert all(python == "3.11" for python, _ in tags)
+
+
+def _setup_requirement(name):
+  tree = ast.parse((ROOT / "setup.py").read_text())
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and node.targets[0].id == "_INSTALL_REQUIRES":
+      for spec in ast.literal_eval(node.value):
+        requirement = packaging.requirements.Requirement(spec)
+        if requirement.name == name:
+          return requirement
+  raise AssertionError(f"setup.py does not require {name}")
+
+
+@pytest.mark.parametrize("path", BEAM_WORKERS, ids=lambda p: p.name)
+def test_setup_pins_the_beam_release_of_the_sdk_image(path):
+  """A new apache-beam on PyPI must not reach the launcher while the workers' image
+  stays on the old SDK: setup.py admits the image's release and no later one."""
+  tag = re.search(r"^FROM\s+apache/beam_python\d+\.\d+_sdk:(\S+)", path.read_text(),
+                  re.M).group(1)
+  major, minor, _ = (int(part) for part in tag.split("."))
+  allowed = _setup_requirement("apache-beam").specifier
+  assert allowed.contains(tag), f"setup.py's apache-beam {allowed} excludes {tag}"
+  assert not allowed.contains(f"{major}.{minor + 1}.0"), (
+      f"setup.py's apache-beam {allowed} admits releases after {path.name}'s SDK {tag}")
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
