@@ -12,13 +12,18 @@ DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 BEAM_WORKERS = [p for p in DOCKERFILES if p.name.startswith("beam_worker_")]
 
 
-def _packaged_folders():
-  """The folders setup.py packages (its _PACKAGES, plus the import root's)."""
+def _setup_constant(name):
+  """The value of a top-level constant of setup.py (read, not run)."""
   tree = ast.parse((ROOT / "setup.py").read_text())
   for node in tree.body:
-    if isinstance(node, ast.Assign) and node.targets[0].id == "_PACKAGES":
-      return set(ast.literal_eval(node.value)) | {"synthfactory_root"}
-  raise AssertionError("setup.py has no _PACKAGES")
+    if isinstance(node, ast.Assign) and node.targets[0].id == name:
+      return ast.literal_eval(node.value)
+  raise AssertionError(f"setup.py has no {name}")
+
+
+def _packaged_folders():
+  """The folders setup.py packages (its _PACKAGES, plus the import root's)."""
+  return set(_setup_constant("_PACKAGES")) | {"synthfactory_root"}
 
 
 def test_all_images_are_there():
@@ -41,13 +46,10 @@ def test_beam_sdk_matches_installed_apache_beam(path):
 
 
 def _setup_requirement(name):
-  tree = ast.parse((ROOT / "setup.py").read_text())
-  for node in tree.body:
-    if isinstance(node, ast.Assign) and node.targets[0].id == "_INSTALL_REQUIRES":
-      for spec in ast.literal_eval(node.value):
-        requirement = packaging.requirements.Requirement(spec)
-        if requirement.name == name:
-          return requirement
+  for spec in _setup_constant("_INSTALL_REQUIRES"):
+    requirement = packaging.requirements.Requirement(spec)
+    if requirement.name == name:
+      return requirement
   raise AssertionError(f"setup.py does not require {name}")
 
 
