@@ -1,9 +1,9 @@
 """Which synthetic images help a real+synthetic classifier: the easy or the hard ones?
 
 Command: .venv/bin/python results/synthetic_selection.py --workdir=<a finished fashion
-    workflow run> [--bands=0.5-0.999,0.9-0.999] [--mix=concat|ratio:f]
-→ results/synthetic_selection.json: one record per (workdir, mix); a rerun on the same
-pair replaces its record, others are kept.
+    workflow run> [--bands=0.5-0.999,0.9-0.999] [--mix=concat|ratio:f] [--seed=k]
+→ results/synthetic_selection.json: one record per (workdir, mix, seed); a rerun of
+the same replaces its record, others are kept.
 
 The workflow's filter (`mixed.min_confidence`) keeps the synthetic images to which the
 real-only classifier gives probability ≥ p of their generated class. That keeps the
@@ -11,10 +11,12 @@ images it already finds easy: at p = 0.9 about half of those kept it is ≥ 99.9
 of, and they may teach little. A band lo-hi keeps only the images with lo ≤ p < hi
 (hi = 1: no upper bound), e.g. 0.5-0.999 drops both the doubtful and the
 near-certain ones. Each band trains the workflow's real+synthetic recipe (its
-classifiers stage's config, the same seed) with only that band's synthetic images and
-is compared with the workflow's own real-only run. The real-only classifier's
-probabilities are computed once (<workdir>/synthetic_selection/confidence.npy); runs go
-to <workdir>/synthetic_selection/<mix>_band<lo>-<hi>/ and resume.
+classifiers stage's config) with only that band's synthetic images and is compared
+with real-only at the same training seed: the workflow's own run at its seed, else one
+trained in <workdir>/seed_spread/real_seed<k>/ (where seed_spread.py trains and finds
+it too). The bands are always those of the workflow's real-only classifier, computed
+once (<workdir>/synthetic_selection/confidence.npy); runs go to
+<workdir>/synthetic_selection/<mix>_band<lo>-<hi>[_seed<k>]/ and resume.
 """
 import argparse
 import datetime
@@ -77,6 +79,8 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--bands", default="0.5-0.999,0.9-0.999")
   parser.add_argument("--mix", default="concat", help="concat or ratio:f")
+  parser.add_argument("--seed", type=int, default=None,
+                      help="training seed; default the workflow's")
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
   bands = [parse_band(b) for b in args.bands.split(",")]
@@ -92,7 +96,15 @@ def main():
       (pathlib.Path(done["real+synthetic"]["workdir"]) /
        classifiers.RUN_CONFIG).read_text()))
   base = seed_spread.with_mix(workflow_mixed, args.mix)
+  seed, tag = base.seed, ""
   real_top1 = done["real"]["top1"]
+  if args.seed is not None and args.seed != base.seed:
+    seed, tag = args.seed, f"_seed{args.seed}"
+    real = ml_collections.ConfigDict(json.loads(
+        (pathlib.Path(done["real"]["workdir"]) / classifiers.RUN_CONFIG).read_text()))
+    real.seed = base.seed = seed
+    real_top1 = classifiers.train(real, str(workdir / "seed_spread" /
+                                            f"real_seed{seed}"))[0]["top1"]
   rows = []
   for lo, hi in bands:
     keep = in_band(conf, lo, hi)
@@ -101,7 +113,7 @@ def main():
     np.save(keep_file, keep)
     cfg = ml_collections.ConfigDict(base.to_dict())
     cfg.data.synthetic_keep = str(keep_file)
-    got = classifiers.train(cfg, str(out_dir / name))[0]
+    got = classifiers.train(cfg, str(out_dir / (name + tag)))[0]
     rows.append({"band": [lo, hi], "kept": int(len(keep)), "of": int(len(conf)),
                  "kept_per_class": np.bincount(labels[keep], minlength=10).tolist(),
                  "top1": got["top1"],
@@ -109,11 +121,11 @@ def main():
     logging.info("band %g-%g: %d images, top-1 %.4f (%+.2f points)", lo, hi,
                  len(keep), got["top1"], rows[-1]["minus_real_points"])
   record = {"workdir": str(workdir), "mix": seed_spread.mix_name(base.data),
-            "seed": base.seed, "real_top1": real_top1,
+            "seed": seed, "real_top1": real_top1,
             "workflow_real+synthetic": {
                 "mix": seed_spread.mix_label(workflow_mixed.data,
                                              done["real+synthetic"]),
-                "top1": done["real+synthetic"]["top1"]},
+                "seed": workflow_mixed.seed, "top1": done["real+synthetic"]["top1"]},
             "confidence_quantiles": {str(q): float(np.quantile(conf, q))
                                      for q in (0.1, 0.25, 0.5, 0.75)},
             "bands": rows,
@@ -121,7 +133,7 @@ def main():
                                  *sys.argv[1:]]),
             "machine": machine.describe(), "date": datetime.date.today().isoformat()}
   records = json.loads(OUTPUT.read_text())["records"] if OUTPUT.exists() else []
-  key = lambda r: (r["workdir"], r["mix"])
+  key = lambda r: (r["workdir"], r["mix"], r["seed"])
   records = [r for r in records if key(r) != key(record)] + [record]
   OUTPUT.write_text(json.dumps({"records": records}, indent=1) + "\n")
   print(json.dumps(rows, indent=1))
