@@ -21,6 +21,7 @@ once (<workdir>/synthetic_selection/confidence.npy); runs go to
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import sys
 
@@ -70,7 +71,9 @@ def confidence(workdir, out_dir):
       config, upstream, done["real"]["workdir"])
   probs, labels = trainer.probabilities(variables, synthetic, crop)
   np.save(out_dir / "labels.npy", labels)
-  np.save(out_dir / "confidence.npy", probs[np.arange(len(labels)), labels])
+  with open(f"{path}.tmp", "wb") as f:  # Written last, whole or not at all: the cache key.
+    np.save(f, probs[np.arange(len(labels)), labels])
+  os.replace(f"{path}.tmp", path)
   return np.load(path), labels
 
 
