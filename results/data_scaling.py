@@ -2,7 +2,8 @@
 
 Command: .venv/bin/python results/data_scaling.py --workdir=<scratch folder>
     [--images=30000,60000] [--epochs=10,20]
-→ results/data_scaling.json
+→ results/data_scaling.json (a rerun adds its grid's rows, replacing those of the same
+N and E, and appends its command to the record's)
 
 The 1x goal asks real+synthetic to beat real-only by 0.3 points. This measures the
 headroom that goal has: the workflow's real-only recipe (pipelines/configs/fashion.py
@@ -68,7 +69,9 @@ def run(workdir, images, epochs):
   return {"images": images, "epochs": epochs, "steps": result["step"],
           "top1": result["top1"],
           "train_accuracy_last_epoch": round(last_epoch_train_accuracy(
-              run_dir, epoch_size // cfg.batch_size), 4)}
+              run_dir, epoch_size // cfg.batch_size), 4),
+          "machine": machine.describe()["processor"],
+          "date": datetime.date.today().isoformat()}
 
 
 def headroom(rows):
@@ -94,15 +97,30 @@ def main():
   logging.set_verbosity(logging.INFO)
   grid = [(int(n), int(e)) for n in args.images.split(",")
           for e in args.epochs.split(",")]
-  rows = [run(pathlib.Path(args.workdir).absolute(), n, e) for n, e in grid]
-  record = {"rows": rows, "headroom_points": headroom(rows),
-            "classifier": "training/configs/classifier.py:fashion (small_cnn), the "
-                          "`full` workflow's recipe; top-1 on the 10,000 real test images",
-            "command": " ".join([".venv/bin/python results/data_scaling.py",
-                                 *sys.argv[1:]]),
-            "machine": machine.describe(), "date": datetime.date.today().isoformat()}
-  OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
-  print(json.dumps(record["headroom_points"], indent=1))
+  old = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
+  for n, e in grid:  # Saved after every run: a long grid keeps what it finished.
+    record = merge(old, [run(pathlib.Path(args.workdir).absolute(), n, e)],
+                   " ".join([".venv/bin/python results/data_scaling.py",
+                             *sys.argv[1:]]))
+    OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
+    old = record
+  print(json.dumps(old.get("headroom_points"), indent=1))
+
+
+def merge(old, rows, command):
+  """The record `old` with `rows` added (replacing its rows of the same images and
+  epochs, sorted by both) and `command` appended to its commands."""
+  by_cell = {(r["images"], r["epochs"]): r for r in [*old.get("rows", []), *rows]}
+  rows = [by_cell[k] for k in sorted(by_cell)]
+  commands = old.get("commands", [old["command"]] if "command" in old else [])
+  return {"rows": rows, "headroom_points": headroom(rows),
+          "classifier": "training/configs/classifier.py:fashion (small_cnn), the "
+                        "`full` workflow's recipe at each row's epochs; top-1 on the "
+                        "10,000 real test images",
+          "commands": list(dict.fromkeys([*commands, command])),
+          # Of the first grid; rows added later name their own.
+          "machine": old.get("machine", machine.describe()),
+          "date": old.get("date", datetime.date.today().isoformat())}
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ def run_workflow(variant, workdir, mixes, overrides):
               "label agreement (real classifier on synthetic)"),
           "fidelity": results.get("fidelity", {}).get("rows"),
           "sampler": results["provenance"]["sampler"],
+          "classifier_training": results["provenance"].get("classifier training"),
           "diffusion_model": diffusion_model(results["provenance"]),
           "stage_seconds": seconds,
           "commands": commands}

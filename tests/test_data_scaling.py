@@ -32,3 +32,21 @@ def test_headroom_compares_equal_steps_and_twice_the_steps():
   assert data_scaling.headroom(rows) == {
       "60000 images x 10 epochs minus 30000 x 20 (equal steps)": 0.33,
       "30000 images: 20 epochs minus 10 (twice the steps)": 0.85}
+
+
+def test_a_rerun_adds_its_rows_keeps_the_others_and_appends_its_command():
+  old = {"rows": [{"images": 60000, "epochs": 20, "top1": 0.9283},
+                  {"images": 60000, "epochs": 10, "top1": 0.9205}],
+         "command": "data_scaling.py --workdir=a", "machine": {"cpus": 2},
+         "date": "2026-12-02"}
+  record = data_scaling.merge(old, [{"images": 60000, "epochs": 40, "top1": 0.9330},
+                                    {"images": 60000, "epochs": 20, "top1": 0.9290}],
+                              "data_scaling.py --workdir=b --epochs=40")
+  assert [(r["epochs"], r["top1"]) for r in record["rows"]] == [
+      (10, 0.9205), (20, 0.9290), (40, 0.9330)]
+  assert record["commands"] == ["data_scaling.py --workdir=a",
+                                "data_scaling.py --workdir=b --epochs=40"]
+  assert (record["machine"], record["date"]) == ({"cpus": 2}, "2026-12-02")
+  assert record["headroom_points"] == {
+      "60000 images: 20 epochs minus 10 (twice the steps)": 0.85,
+      "60000 images: 40 epochs minus 20 (twice the steps)": 0.4}

@@ -20,6 +20,7 @@ from synthfactory.pipelines import workflow
 from synthfactory.pipelines.configs import fashion
 from synthfactory.pipelines.configs import imagenet
 from synthfactory.pipelines.stages import classifiers as classifiers_stage
+from synthfactory.pipelines.stages import report as report_stage
 from synthfactory.models import classifiers as classifier_models
 from synthfactory.training import classifier_data
 from synthfactory.training import classifier_trainer
@@ -124,6 +125,9 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert results["classifiers"]["real"]["top1"] == trained["real"]["top1"]
   assert list(results["classifiers"]) == ["real", "synthetic", "real+synthetic"]
   assert any("Synthetic-only" in line for line in results["summary"])
+  # How long the classifiers trained, so a recorded number can be reproduced.
+  assert (results["provenance"]["classifier training"]
+          == "small_cnn_tiny, 100 steps of batch 16")
   markdown = (report_dir / "report.md").read_text()
   assert "FD-fmnist: Fréchet distance" in markdown  # Named once, not "FD-fmnist: FD-".
   assert "FD-fmnist: FD-fmnist" not in markdown
@@ -243,6 +247,15 @@ def test_a_multiplier_the_tfds_builder_lacks_is_named_before_generating():
   config.generate.plan.multiplier = "0.3"
   found = workflow.missing(config)
   assert len(found) == 1 and "multiplier=0.3" in found[0] and "'0.25'" in found[0]
+
+
+def test_full_trains_its_classifiers_to_convergence_and_demo_keeps_20_epochs():
+  # results/data_scaling.json: 60 epochs is where the real-only classifier stops
+  # gaining; the demo's numbers were recorded at 20.
+  assert fashion.get_config("full").classifier.epochs == 60
+  assert fashion.get_config("demo").classifier.epochs == 20
+  assert (report_stage.classifier_length(fashion.get_config("full").classifier)
+          == "small_cnn, 60 epochs of batch 256")
 
 
 def test_unknown_variants_are_refused():

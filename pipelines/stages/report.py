@@ -67,6 +67,13 @@ def comparisons(classifiers):
   return out
 
 
+def classifier_length(cfg):
+  """How long each classifier trained, e.g. "small_cnn, 40 epochs of batch 256"
+  (num_steps > 0 overrides epochs)."""
+  length = f"{cfg.num_steps} steps" if cfg.num_steps else f"{cfg.epochs} epochs"
+  return f"{cfg.model.name}, {length} of batch {cfg.batch_size}"
+
+
 def make(config, workflow):
   """workflow: {"config": spec, "command": the command line, "workdir": its root}."""
 
@@ -106,6 +113,7 @@ def make(config, workflow):
             "checkpoint sha256": upstream["diffusion"]["sha256"],
             "sampler": generated["sampler"], "seed": generated["seed"],
             "manifest sha256": generated["manifest_sha256"],
+            "classifier training": classifier_length(config.classifier),
             "code version": synthfactory.__version__},
     }
     if evaluation:
