@@ -7,8 +7,9 @@ N and E, and appends its command to the record's)
 
 The 1x goal asks real+synthetic to beat real-only by 0.3 points. This measures the
 headroom that goal has: the workflow's real-only recipe (pipelines/configs/fashion.py
-`full`: training/configs/classifier.py:fashion; 10 epochs when this ran, 20 since)
-trained on the first N real training images for E epochs, every (N, E) of the grid.
+`full`: training/configs/classifier.py:fashion at E epochs; `full` itself trains the
+count where this grid's 60,000-image rows stop gaining, 60) trained on the first N
+real training images for E epochs, every (N, E) of the grid.
 Comparing N at equal optimizer steps (30,000 images x 20 epochs against 60,000 x 10)
 says what doubling the data adds when the steps do not change, which is the most a
 perfect synthetic copy of the real distribution could add under `ratio` mixing;
@@ -17,7 +18,9 @@ over the union, twice the steps at 1x) also gets. Each run also records its trai
 accuracy (the mean of the logged training-batch accuracies of its last epoch,
 augmented as in training): a classifier whose training accuracy is no higher than its
 test accuracy is limited by its capacity or steps, not by its data. Runs go to
-<workdir>/real_<N>_<E>ep/ and resume; finished ones are kept.
+<workdir>/real_<N>_<E>ep[_seed<k>]/ and resume; finished ones are kept. --seeds
+retrains every cell at other training seeds (rows with their "seed"; the headroom
+compares the recipe's own seed, 0).
 """
 import argparse
 import datetime
@@ -61,12 +64,15 @@ def last_epoch_train_accuracy(workdir, steps_per_epoch):
                          if r["step"] > last - steps_per_epoch)
 
 
-def run(workdir, images, epochs):
+def run(workdir, images, epochs, seed=0):
   cfg = real_only_config(images, epochs)
-  run_dir = pathlib.Path(workdir) / f"real_{images}_{epochs}ep"
-  logging.info("%d real images, %d epochs → %s", images, epochs, run_dir)
+  cfg.seed = seed  # Initialisation and data order; 0 is the recipe's own.
+  run_dir = pathlib.Path(workdir) / (f"real_{images}_{epochs}ep"
+                                     + (f"_seed{seed}" if seed else ""))
+  logging.info("%d real images, %d epochs, seed %d → %s", images, epochs, seed,
+               run_dir)
   result, _, epoch_size = classifiers.train(cfg, str(run_dir))
-  return {"images": images, "epochs": epochs, "steps": result["step"],
+  return {"images": images, "epochs": epochs, "seed": seed, "steps": result["step"],
           "top1": result["top1"],
           "train_accuracy_last_epoch": round(last_epoch_train_accuracy(
               run_dir, epoch_size // cfg.batch_size), 4),
@@ -75,8 +81,9 @@ def run(workdir, images, epochs):
 
 
 def headroom(rows):
-  """Differences in points between grid cells at equal steps and at equal data."""
-  by = {(r["images"], r["epochs"]): r["top1"] for r in rows}
+  """Differences in points between grid cells at equal steps and at equal data (the
+  recipe's own seed, 0)."""
+  by = {(r["images"], r["epochs"]): r["top1"] for r in rows if not r.get("seed")}
   out = {}
   for (n, e), top1 in by.items():
     if (2 * n, e // 2) in by and e % 2 == 0:
@@ -93,13 +100,14 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--images", default="30000,60000")
   parser.add_argument("--epochs", default="10,20")
+  parser.add_argument("--seeds", default="0", help="training seeds of every cell")
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
-  grid = [(int(n), int(e)) for n in args.images.split(",")
-          for e in args.epochs.split(",")]
+  grid = [(int(n), int(e), int(k)) for n in args.images.split(",")
+          for e in args.epochs.split(",") for k in args.seeds.split(",")]
   old = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
-  for n, e in grid:  # Saved after every run: a long grid keeps what it finished.
-    record = merge(old, [run(pathlib.Path(args.workdir).absolute(), n, e)],
+  for n, e, k in grid:  # Saved after every run: a long grid keeps what it finished.
+    record = merge(old, [run(pathlib.Path(args.workdir).absolute(), n, e, k)],
                    " ".join([".venv/bin/python results/data_scaling.py",
                              *sys.argv[1:]]))
     OUTPUT.write_text(json.dumps(record, indent=1) + "\n")
@@ -108,9 +116,10 @@ def main():
 
 
 def merge(old, rows, command):
-  """The record `old` with `rows` added (replacing its rows of the same images and
-  epochs, sorted by both) and `command` appended to its commands."""
-  by_cell = {(r["images"], r["epochs"]): r for r in [*old.get("rows", []), *rows]}
+  """The record `old` with `rows` added (replacing its rows of the same images,
+  epochs and seed, sorted by the three) and `command` appended to its commands."""
+  by_cell = {(r["images"], r["epochs"], r.get("seed", 0)): r
+             for r in [*old.get("rows", []), *rows]}
   rows = [by_cell[k] for k in sorted(by_cell)]
   commands = old.get("commands", [old["command"]] if "command" in old else [])
   return {"rows": rows, "headroom_points": headroom(rows),

@@ -50,3 +50,14 @@ def test_a_rerun_adds_its_rows_keeps_the_others_and_appends_its_command():
   assert record["headroom_points"] == {
       "60000 images: 20 epochs minus 10 (twice the steps)": 0.85,
       "60000 images: 40 epochs minus 20 (twice the steps)": 0.4}
+
+
+def test_other_seeds_are_rows_of_their_own_and_stay_out_of_the_headroom():
+  old = {"rows": [{"images": 60000, "epochs": 20, "top1": 0.9283},
+                  {"images": 60000, "epochs": 40, "top1": 0.9308}]}
+  record = data_scaling.merge(old, [{"images": 60000, "epochs": 40, "seed": 1,
+                                     "top1": 0.9400}], "data_scaling.py --seeds=1")
+  assert [(r["epochs"], r.get("seed", 0), r["top1"]) for r in record["rows"]] == [
+      (20, 0, 0.9283), (40, 0, 0.9308), (40, 1, 0.9400)]
+  assert record["headroom_points"] == {
+      "60000 images: 40 epochs minus 20 (twice the steps)": 0.25}
