@@ -1,9 +1,9 @@
 """How much can more real-like data help the embedded classifier at all?
 
 Command: .venv/bin/python results/data_scaling.py --workdir=<scratch folder>
-    [--images=30000,60000] [--epochs=10,20]
+    [--images=30000,60000] [--epochs=10,20] [--seeds=0]
 → results/data_scaling.json (a rerun adds its grid's rows, replacing those of the same
-N and E, and appends its command to the record's)
+N, E and seed, and appends its command to the record's)
 
 The 1x goal asks real+synthetic to beat real-only by 0.3 points. This measures the
 headroom that goal has: the workflow's real-only recipe (pipelines/configs/fashion.py

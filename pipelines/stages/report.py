@@ -68,7 +68,7 @@ def comparisons(classifiers):
 
 
 def classifier_length(cfg):
-  """How long each classifier trained, e.g. "small_cnn, 40 epochs of batch 256"
+  """How long each classifier trained, e.g. "small_cnn, 60 epochs of batch 256"
   (num_steps > 0 overrides epochs)."""
   length = f"{cfg.num_steps} steps" if cfg.num_steps else f"{cfg.epochs} epochs"
   return f"{cfg.model.name}, {length} of batch {cfg.batch_size}"
