@@ -66,7 +66,8 @@ def get_config(arg="demo"):
   # Epochs: `full` trains to convergence. The real-only classifier on the 60,000 real
   # images (results/data_scaling.json, training seed 0) reaches 92.05% at 10 epochs,
   # 92.83% at 20, 93.08% at 40, 93.45% at 60 (93.63% at seed 1) and 93.24% at 80:
-  # 60 is where more epochs stop helping. The demo's 3,000 images keep 20 (its recorded numbers).
+  # 60 is where more epochs stop helping. The demo's 3,000 images keep 20 (its
+  # recorded numbers).
   c.classifier.epochs = 60 if arg == "full" else 20
   c.conditions = ("real", "synthetic", "real+synthetic")
   # How the real+synthetic classifier draws its data: "concat" (one dataset, an epoch
