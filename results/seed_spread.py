@@ -3,8 +3,8 @@
 Command: .venv/bin/python results/seed_spread.py --workdir=<a finished fashion
     workflow run> [--seeds=1,2] [--conditions=real,real+synthetic]
     [--mix=concat|ratio:f]
-→ results/seed_spread.json: one record per (workdir, real+synthetic mix); a rerun on
-the same pair replaces its record, others are kept.
+→ results/seed_spread.json: one record per (workdir, real+synthetic mix, classifier
+recipe); a rerun of the same three replaces its record, others are kept.
 
 The goal "real+synthetic ≥ real-only + 0.3 points" compares two single training runs.
 This retrains the classifiers of a finished workflow run (same data, same recipe: its
@@ -28,6 +28,7 @@ import ml_collections
 
 from synthfactory.pipelines import machine
 from synthfactory.pipelines.stages import classifiers
+from synthfactory.pipelines.stages import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "seed_spread.json"
@@ -72,14 +73,16 @@ def with_mix(base, mix):
 
 
 def spread(workdir, conditions, seeds, mix):
-  """Top-1 by condition and seed: the workflow's own runs plus retrained ones."""
+  """Top-1 by condition and seed: the workflow's own runs plus retrained ones; the
+  real+synthetic mix; the recipe, e.g. "small_cnn, 60 epochs of batch 256"."""
   done = stage_outputs(workdir, "classifiers")
-  top1, mixes = {}, {}
+  top1, mixes, recipes = {}, {}, set()
   for condition in conditions:
     base = ml_collections.ConfigDict(json.loads(
         (pathlib.Path(done[condition]["workdir"]) / classifiers.RUN_CONFIG).read_text()))
     runs, tag = seeds, ""
     top1[condition] = {}
+    recipes.add(report.classifier_length(base))
     wanted = with_mix(base, mix) if condition == "real+synthetic" and mix else base
     if mix_name(wanted.data) != mix_name(base.data):  # "ratio:.25" is "ratio:0.25".
       base, tag = wanted, "_" + mix_name(wanted.data).replace(":", "")
@@ -96,7 +99,7 @@ def spread(workdir, conditions, seeds, mix):
       logging.info("%s, seed %d → %s", condition, seed, workdir / "seed_spread" / name)
       top1[condition][seed] = classifiers.train(
           cfg, str(workdir / "seed_spread" / name))[0]["top1"]
-  return top1, mixes.get("real+synthetic")
+  return top1, mixes.get("real+synthetic"), ", or ".join(sorted(recipes))
 
 
 def summarise(top1):
@@ -112,9 +115,11 @@ def summarise(top1):
 
 
 def save(record):
-  """Adds `record` to OUTPUT's records, replacing one of the same workdir and mix."""
+  """Adds `record` to OUTPUT's records, replacing one of the same workdir, mix and
+  classifier recipe (a rerun with a longer recipe keeps the shorter one's record)."""
   records = json.loads(OUTPUT.read_text())["records"] if OUTPUT.exists() else []
-  key = lambda r: (r["workdir"], r.get("real+synthetic_mix"))
+  key = lambda r: (r["workdir"], r.get("real+synthetic_mix"),
+                   r.get("classifier_training"))
   records = [r for r in records if key(r) != key(record)] + [record]
   OUTPUT.write_text(json.dumps({"records": records}, indent=1) + "\n")
 
@@ -129,10 +134,11 @@ def main():
   args = parser.parse_args()
   logging.set_verbosity(logging.INFO)
   workdir = pathlib.Path(args.workdir).absolute()
-  top1, mix = spread(workdir, args.conditions.split(","),
-                     [int(s) for s in args.seeds.split(",")], args.mix)
+  top1, mix, recipe = spread(workdir, args.conditions.split(","),
+                             [int(s) for s in args.seeds.split(",")], args.mix)
   summary = summarise(top1)
-  save({"workdir": str(workdir), "real+synthetic_mix": mix, "summary": summary,
+  save({"workdir": str(workdir), "real+synthetic_mix": mix,
+        "classifier_training": recipe, "summary": summary,
         "command": " ".join([".venv/bin/python results/seed_spread.py",
                              *sys.argv[1:]]),
         "machine": machine.describe(), "date": datetime.date.today().isoformat()})

@@ -28,17 +28,22 @@ def test_summary_differences_only_for_seeds_both_ran():
   assert summary["real"]["stdev"] > 0
 
 
-def test_save_replaces_only_the_same_workdir_and_mix(tmp_path, monkeypatch):
+def test_save_replaces_only_the_same_workdir_mix_and_recipe(tmp_path, monkeypatch):
   monkeypatch.setattr(seed_spread, "OUTPUT", tmp_path / "seed_spread.json")
-  record = lambda w, m, v: {"workdir": w, "real+synthetic_mix": m, "value": v}
+  record = lambda w, m, v, recipe="20 epochs": {
+      "workdir": w, "real+synthetic_mix": m, "classifier_training": recipe, "value": v}
   seed_spread.save(record("a", "concat", 1))
   seed_spread.save(record("a", "ratio:0.25", 2))
   seed_spread.save(record("b", "concat", 3))
+  seed_spread.save(record("a", "concat", 5, recipe="60 epochs"))
   seed_spread.save(record("a", "concat", 4))
   records = json.loads((tmp_path / "seed_spread.json").read_text())["records"]
-  assert sorted((r["workdir"], r["real+synthetic_mix"], r["value"])
-                for r in records) == [("a", "concat", 4), ("a", "ratio:0.25", 2),
-                                      ("b", "concat", 3)]
+  assert sorted((r["workdir"], r["real+synthetic_mix"], r["classifier_training"],
+                 r["value"]) for r in records) == [
+                     ("a", "concat", "20 epochs", 4),
+                     ("a", "concat", "60 epochs", 5),
+                     ("a", "ratio:0.25", "20 epochs", 2),
+                     ("b", "concat", "20 epochs", 3)]
 
 
 def test_same_mix_spelled_otherwise_is_the_same_mix():
