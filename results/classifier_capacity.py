@@ -51,9 +51,8 @@ def stage_config(model, conditions, mix):
   config = fashion.get_config("full")
   config.classifier.model.name = model
   config.conditions = tuple(conditions)
-  name, fraction, confidence = parse_mix(mix)
-  config.mixed.update(mix=name, synthetic_fraction=float(fraction or 0),
-                      min_confidence=float(confidence or 0))
+  config.mixed.update({field: value if field == "mix" else float(value)
+                       for field, value in parse_mix(mix).items()})
   problems = classifiers.missing(config)
   if problems:
     raise SystemExit(f"--mix={mix}: " + " ".join(problems))

@@ -11,8 +11,10 @@ both, and tests each on the 10,000 real test images. Each mix of --mixes is one 
 train on both (config `mixed`: concat = the union; ratio:f = a share f of every batch
 synthetic; pretrain = the real data, starting from the synthetic-only classifier;
 "+filter:p" appended: only the synthetic images the real-only classifier gives
-probability ≥ p of their class); the first is the headline, a later one retrains
-only the real+synthetic classifier. Hours on a 2-core CPU, most of it sampling.
+probability ≥ p of their class; "+distill:w" (and "+temperature:T"): soft targets,
+w of each the real-only classifier's probabilities, and the control "real, distilled"
+trained on the real images alone with them); the first is the headline, a later one
+retrains only the real+synthetic classifier (and its control). Hours on a 2-core CPU, most of it sampling.
 """
 import argparse
 import datetime
@@ -22,27 +24,36 @@ import subprocess
 import sys
 
 from synthfactory.pipelines import machine
+from synthfactory.pipelines.stages import classifiers
+
+DISTILLED = classifiers.DISTILLED_CONTROL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "embedded_full.json"
 
 
+_MIX_OPTIONS = {"filter": "min_confidence", "distill": "distill",
+                "temperature": "distill_temperature"}
+
+
 def parse_mix(mix):
-  """"concat" or "ratio:f", optionally "+filter:p" → (name, "f" or "", "p" or "")."""
-  how, _, confidence = mix.partition("+filter:")
+  """"concat", "ratio:f" or "pretrain", then any of "+filter:p", "+distill:w" and
+  "+temperature:T" → {config.mixed field: its value as written}."""
+  how, *options = mix.split("+")
   name, _, fraction = how.partition(":")
-  return name, fraction, confidence
+  fields = {"mix": name, **({"synthetic_fraction": fraction} if fraction else {})}
+  for option in options:
+    key, _, value = option.partition(":")
+    if key not in _MIX_OPTIONS or not value:
+      raise SystemExit(f"--mixes: cannot read {option!r} in {mix!r}; append "
+                       f"+filter:p, +distill:w or +temperature:T.")
+    fields[_MIX_OPTIONS[key]] = value
+  return fields
 
 
 def mix_flags(mix):
   """A mix (parse_mix) as the workflow's config flags."""
-  name, fraction, confidence = parse_mix(mix)
-  flags = [f"--config.mixed.mix={name}"]
-  if fraction:
-    flags.append(f"--config.mixed.synthetic_fraction={fraction}")
-  if confidence:
-    flags.append(f"--config.mixed.min_confidence={confidence}")
-  return flags
+  return [f"--config.mixed.{field}={value}" for field, value in parse_mix(mix).items()]
 
 
 def diffusion_model(provenance):
@@ -66,13 +77,15 @@ def run_workflow(variant, workdir, mixes, overrides):
   base = [sys.executable, "-m", "synthfactory.pipelines.run",
           f"--config=pipelines/configs/fashion.py:{variant}", f"--workdir={workdir}",
           *overrides]
-  mixed, commands = {}, []
+  mixed, controls, commands = {}, {}, []
   for mix in mixes:
     command = base + mix_flags(mix)
     subprocess.run(command, cwd=ROOT, check=True)
     results = json.loads((workdir / "07_report" / "results.json").read_text())
     top1 = {c: r["top1"] for c, r in results["classifiers"].items()}
     mixed[mix] = top1.pop("real+synthetic")
+    if DISTILLED in top1:  # Each distilling mix's own control.
+      controls[mix] = top1.pop(DISTILLED)
     if not commands:  # The first run's stage times: the whole workflow.
       markers = sorted(workdir.glob("*/COMPLETE.json"))
       seconds = {m.parent.name: json.loads(m.read_text())["seconds"] for m in markers}
@@ -82,6 +95,7 @@ def run_workflow(variant, workdir, mixes, overrides):
           "top1": {**top1, "real+synthetic": mixed[headline]},
           "real+synthetic_mix": headline,
           "real+synthetic_by_mix": mixed,
+          **({"real_distilled_by_mix": controls} if controls else {}),
           "synthetic_over_real": top1["synthetic"] / top1["real"],
           "real_plus_synthetic_minus_real_points": 100 * (mixed[headline]
                                                           - top1["real"]),

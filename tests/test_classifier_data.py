@@ -312,6 +312,59 @@ def test_bad_synthetic_keep_is_a_clear_error(synthetic, tmp_path, keep):
               mix="concat", synthetic_keep=str(path)), 16, 0)
 
 
+def _teacher_probs(n, k=10, seed=0):
+  logits = np.random.default_rng(seed).normal(size=(n, k)) * 3
+  probs = np.exp(logits)
+  return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_teacher_targets_follow_each_examples_source_index(synthetic, tmp_path):
+  real_probs, syn_probs = _teacher_probs(64, seed=1), _teacher_probs(96, seed=2)
+  np.save(tmp_path / "real.npy", real_probs)
+  np.save(tmp_path / "syn.npy", syn_probs)
+  keep = np.array([3, 50, 7, 95, 0])
+  np.save(tmp_path / "keep.npy", keep)
+  train = data_lib.make_train_data(
+      _data(real="fashion_mnist_idx:test[:64]", synthetic=f"{synthetic[0]}:train",
+            mix="ratio", synthetic_fraction=0.25, synthetic_keep=str(tmp_path /
+                                                                     "keep.npy"),
+            real_teacher=str(tmp_path / "real.npy"),
+            synthetic_teacher=str(tmp_path / "syn.npy"), teacher_weight=0.5,
+            teacher_temperature=2.0), 16, 0)
+  soften = lambda p: np.exp(np.log(p) / 2) / np.exp(np.log(p) / 2).sum(1, keepdims=True)
+  for step in range(3):
+    roles, indices = train.slots(step)
+    batch = train.batch(step)
+    expected = np.where((roles == "real")[:, None], soften(real_probs)[indices % 64],
+                        soften(syn_probs)[keep][indices % 5])
+    np.testing.assert_allclose(batch["teacher"], expected, rtol=1e-5)
+  # Temperature 1 gives the teacher's probabilities as they are; no teacher, no key.
+  plain = data_lib.make_train_data(
+      _data(real="fashion_mnist_idx:test[:64]", real_teacher=str(tmp_path / "real.npy"),
+            teacher_weight=1.0), 16, 0)
+  np.testing.assert_allclose(plain.batch(0)["teacher"],
+                             real_probs[plain.slots(0)[1]], rtol=1e-5)
+  assert "teacher" not in data_lib.make_train_data(
+      _data(real="fashion_mnist_idx:test[:64]"), 16, 0).batch(0)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(teacher_weight=0.5), "data.real_teacher is empty"),
+    (dict(teacher_weight=0.5, real_teacher="{tmp}/none.npy"), "cannot read it"),
+    (dict(teacher_weight=0.5, real_teacher="{tmp}/short.npy"), r"shape \(64, 10\)"),
+    (dict(teacher_weight=0.5, real_teacher="{tmp}/ok.npy", teacher_temperature=0.0),
+     "must be > 0"),
+    (dict(teacher_weight=1.5, real_teacher="{tmp}/ok.npy"), "not a weight in"),
+])
+def test_bad_teacher_targets_are_clear_errors(tmp_path, fields, message):
+  np.save(tmp_path / "short.npy", _teacher_probs(63))
+  np.save(tmp_path / "ok.npy", _teacher_probs(64))
+  fields = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v
+            for k, v in fields.items()}
+  with pytest.raises(data_lib.DataError, match=message):
+    data_lib.make_train_data(_data(real="fashion_mnist_idx:test[:64]", **fields), 16, 0)
+
+
 # --- device augmentations -------------------------------------------------------------
 
 
@@ -332,6 +385,14 @@ def test_augment_without_options_only_normalizes():
                                _aug_config(), 3)
   np.testing.assert_allclose(x, images / 127.5 - 1.0, atol=1e-6)
   np.testing.assert_array_equal(targets, np.eye(3)[np.arange(8) % 3])
+
+
+def test_teacher_targets_blend_with_the_labels():
+  labels, teacher = np.arange(8) % 3, _teacher_probs(8, k=3)
+  _, targets = augment.augment(_images(), labels, jax.random.PRNGKey(0),
+                               _aug_config(label_smoothing=0.3), 3, teacher, 0.25)
+  smoothed = np.eye(3)[labels] * 0.7 + 0.1
+  np.testing.assert_allclose(targets, 0.75 * smoothed + 0.25 * teacher, rtol=1e-6)
 
 
 def test_pad_crop_and_flip_are_per_image_windows():

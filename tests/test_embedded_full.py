@@ -1,4 +1,6 @@
 """results/embedded_full.py: mix flags, and merging a run's rows into its record."""
+import pytest
+
 import embedded_full  # from results/ (pytest.ini's pythonpath)
 
 
@@ -7,6 +9,11 @@ def test_mix_flags():
   assert embedded_full.mix_flags("ratio:0.25+filter:0.9") == [
       "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25",
       "--config.mixed.min_confidence=0.9"]
+  assert embedded_full.mix_flags("ratio:0.25+distill:0.5+temperature:2") == [
+      "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25",
+      "--config.mixed.distill=0.5", "--config.mixed.distill_temperature=2"]
+  with pytest.raises(SystemExit, match=r"cannot read 'distil:0.5'.*\+distill:w"):
+    embedded_full.mix_flags("concat+distil:0.5")
 
 
 def test_rerun_scale_supersedes_its_row_and_keeps_the_others():

@@ -82,6 +82,27 @@ def test_training_step_lowers_the_loss_on_a_fixed_batch(trainer, data):
   assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
 
 
+def test_teacher_targets_reach_the_loss(trainer, data):
+  """Teacher probabilities equal to the labels change nothing; a uniform teacher of
+  weight w is label smoothing w."""
+  def loss(cfg, batch):
+    t = classifier_trainer.Trainer(classifiers.build(cfg.model), cfg, data)
+    return float(t.step(t.init_state(), batch)[1]["loss"])
+  distill, smooth = ci_config(), ci_config()
+  distill.data.teacher_weight = 0.25
+  smooth.augment.label_smoothing = 0.25
+  batch = data.batch(0)
+  onehot = np.eye(data.num_classes, dtype=np.float32)[batch["label"]]
+  uniform = np.full_like(onehot, 1 / data.num_classes)
+  plain = float(trainer.step(trainer.init_state(), batch)[1]["loss"])
+  np.testing.assert_allclose(loss(distill, {**batch, "teacher": onehot}), plain,
+                             rtol=1e-6)
+  smoothed = loss(smooth, batch)
+  assert abs(smoothed - plain) > 1e-3
+  np.testing.assert_allclose(loss(distill, {**batch, "teacher": uniform}), smoothed,
+                             rtol=1e-6)
+
+
 def test_eval_json_has_top1_top5_and_per_class_accuracy(reference_run, eval_source):
   workdir, state = reference_run
   got = json.loads((workdir / classifier_trainer.EVAL_FILE).read_text())

@@ -199,6 +199,36 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert recorded["init_from"] == trained["synthetic"]["workdir"]
   assert recorded["data"]["synthetic"] == "" and recorded["data"]["mix"] == "real"
 
+  # Distillation: the ratio mix with soft targets from the real-only classifier, and
+  # its control, the real images alone with the same targets.
+  log = _run(workdir, "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25",
+             "--config.mixed.distill=0.5", "--config.mixed.distill_temperature=2")
+  outputs = _markers(workdir)["05_classifiers"]["outputs"]
+  distilled, control = outputs["real+synthetic"], outputs["real, distilled"]
+  assert distilled["workdir"].endswith("real_plus_synthetic_ratio0.25_distill0.5t2")
+  assert control["workdir"].endswith(os.sep + "real_distill0.5t2")
+  assert log.count("already trained and evaluated, kept") == 2
+  assert control["num_train"] == control["num_real"] == 1000
+  assert control["steps"] == trained["real"]["steps"]
+  assert distilled["steps"] == mixed["real+synthetic"]["steps"]
+  teacher = {role: np.load(workdir / "05_classifiers" / f"teacher_{role}.npy")
+             for role in ("real", "synthetic")}
+  assert teacher["real"].shape == (1000, 10)
+  np.testing.assert_allclose(teacher["synthetic"], probs, rtol=1e-5, atol=1e-7)
+  for run, roles in ((distilled, ("real", "synthetic")), (control, ("real",))):
+    data = json.loads((pathlib.Path(run["workdir"]) / classifiers_stage.RUN_CONFIG
+                       ).read_text())["data"]
+    assert (data["teacher_weight"], data["teacher_temperature"]) == (0.5, 2.0)
+    assert [r for r in ("real", "synthetic") if f"{r}_teacher" in data] == list(roles)
+    assert "0.5 × the real-only classifier's probabilities at temperature 2" in (
+        run["train_data"])
+  report = json.loads((workdir / "07_report" / "results.json").read_text())
+  assert report["classifiers"]["real, distilled"]["top1"] == control["top1"]
+  assert report["comparisons"]["real+synthetic − real, distilled top-1 (points)"] == (
+      round(100 * (distilled["top1"] - control["top1"]), 2))
+  assert any(line.startswith("With the same soft targets on the real images alone")
+             for line in report["summary"])
+
 
 def test_imagenet_config_names_everything_missing():
   found = workflow.missing(imagenet.get_config("1024x_4x"))
@@ -240,6 +270,14 @@ def test_bad_real_plus_synthetic_mix_is_named_before_running():
   config.mixed.min_confidence = 0.0
   config.conditions = ("real", "real+synthetic", "synthetic")
   assert "list 'synthetic' before 'real+synthetic'" in workflow.missing(config)[0]
+  config.mixed.update(mix="concat", distill=1.5)
+  assert "not a weight in [0, 1]" in workflow.missing(config)[0]
+  config.mixed.update(distill=0.5, distill_temperature=0.0)
+  assert "temperature > 0" in workflow.missing(config)[0]
+  config.mixed.distill_temperature = 2.0
+  assert workflow.missing(config) == []
+  config.conditions = ("synthetic", "real+synthetic")
+  assert "config.mixed.distill learns from" in workflow.missing(config)[0]
 
 
 def test_a_multiplier_the_tfds_builder_lacks_is_named_before_generating():
@@ -270,6 +308,8 @@ def test_classifier_folders_per_mix_and_changed_config_starts_afresh(tmp_path):
   assert classifiers_stage.mix_name(mixed) == "concat"
   mixed.update(mix="ratio", synthetic_fraction=0.25, min_confidence=0.9)
   assert classifiers_stage.mix_name(mixed) == "ratio0.25_filter0.9"
+  mixed.update(distill=0.5, distill_temperature=2.0)
+  assert classifiers_stage.mix_name(mixed) == "ratio0.25_filter0.9_distill0.5t2"
   assert classifiers_stage.synthetic_keep_file(0.9) == "synthetic_keep_0.9.npy"
 
   # A run folder keeps its checkpoints while its config is the same, and loses them

@@ -28,9 +28,11 @@ _OPS = ("identity", "auto_contrast", "equalize", "rotate", "solarize", "color",
 _FILL = 128.0
 
 
-def augment(images, labels, key, config, num_classes):
+def augment(images, labels, key, config, num_classes, teacher=None, teacher_weight=0.0):
   """uint8 images (B, H, W, C), int labels (B,) → (float32 images in [-1, 1],
-  float32 targets (B, num_classes)) augmented as `config` (config.augment) says."""
+  float32 targets (B, num_classes)) augmented as `config` (config.augment) says.
+  With `teacher` targets (B, num_classes), the label part is (1 - teacher_weight) of
+  each target and the teacher's the rest (before mixup/cutmix mixes targets too)."""
   keys = jax.random.split(key, 4)
   x = images.astype(jnp.float32)
   if config.pad_crop:
@@ -42,6 +44,8 @@ def augment(images, labels, key, config, num_classes):
                            config.randaug_std)
   x = normalize(x)
   targets = smooth_labels(labels, num_classes, config.label_smoothing)
+  if teacher is not None:
+    targets = (1.0 - teacher_weight) * targets + teacher_weight * teacher
   if config.mixup_alpha or config.cutmix_alpha:
     x, targets = mixup_cutmix(x, targets, keys[3], config.mixup_alpha,
                               config.cutmix_alpha)

@@ -13,6 +13,13 @@ Mixtures (data.mix): "real" or "synthetic" alone; "concat", both as one dataset 
 epoch is one pass over their union, paper Table 4); "ratio", exactly
 `synthetic_fraction` of every batch synthetic (an epoch is one pass over the real data).
 
+Teacher targets (distillation, Hinton et al. 2015): with data.teacher_weight w > 0,
+every example's target is (1 - w) · its one-hot label + w · a teacher's class
+probabilities for it, softened by data.teacher_temperature T (softmax(log p / T)).
+The probabilities come from .npy files of shape (examples, classes), one per source
+(data.real_teacher, data.synthetic_teacher), in the order of the whole split (before
+data.synthetic_keep picks from it). The fields exist only in runs that use them.
+
 Order: each source is read as an endless stream of epochs, epoch e a permutation seeded
 with (seed, source, e); the batch of step s takes the slots [s·k, (s+1)·k) of each
 stream it draws k items from, and every random choice of its preprocessing comes from a
@@ -380,8 +387,10 @@ def stream(n, seed, tag, start, count):
 class TrainData:
   """The training batches of a run: real, synthetic or both, as `mix` says."""
 
-  def __init__(self, sources, mix, batch_size, seed, crop, synthetic_fraction=0.0):
-    """sources: {"real": Source, "synthetic": Source}, only those the mix uses."""
+  def __init__(self, sources, mix, batch_size, seed, crop, synthetic_fraction=0.0,
+               teacher=None):
+    """sources: {"real": Source, "synthetic": Source}, only those the mix uses;
+    teacher: {} or, for each of them, float32 targets (len(source), classes)."""
     if mix not in MIXES:
       raise DataError(f"Unknown data.mix {mix!r}; choose one of {MIXES}.")
     needed = {"real": ["real"], "synthetic": ["synthetic"]}.get(mix, ["real",
@@ -415,6 +424,11 @@ class TrainData:
     first = next(iter(sources.values()))
     self.num_classes, self.class_names = first.num_classes, first.class_names
     self.channels = first.channels
+    self.teacher = teacher or {}
+    if self.teacher and sorted(self.teacher) != sorted(sources):
+      raise DataError(f"Teacher targets are given for {sorted(self.teacher)} but the "
+                      f"run trains on {sorted(sources)}; give data.<role>_teacher for "
+                      f"each of them, or set data.teacher_weight=0.")
 
   @property
   def epoch_size(self):
@@ -453,7 +467,7 @@ class TrainData:
 
   def batch(self, step):
     """The batch of `step`: {"image": uint8 (B, S, S, C), "label": int32 (B,),
-    "synthetic": bool (B,)}."""
+    "synthetic": bool (B,)} and, with teacher targets, "teacher": float32 (B, K)."""
     roles, indices = self.slots(step)
     rng = np.random.default_rng([self.seed, _CROPS, step])
     images = np.empty((self.batch_size, self.crop.size, self.crop.size, self.channels),
@@ -463,7 +477,13 @@ class TrainData:
       at = roles == role
       if at.any():
         images[at], labels[at] = source.read(indices[at], self.crop, rng)
-    return {"image": images, "label": labels, "synthetic": roles == "synthetic"}
+    batch = {"image": images, "label": labels, "synthetic": roles == "synthetic"}
+    if self.teacher:
+      batch["teacher"] = np.empty((self.batch_size, self.num_classes), np.float32)
+      for role, targets in self.teacher.items():
+        at = roles == role
+        batch["teacher"][at] = targets[indices[at]]
+    return batch
 
   def batches(self, start, end, prefetch=2):
     """Yields the batches of steps [start, end), `prefetch` of them read ahead."""
@@ -501,12 +521,48 @@ def make_train_data(data, batch_size, seed):
   specs = {role: data[role] for role in ("real", "synthetic") if data[role]}
   sources = {role: open_source(spec, data.data_dir, data.cache_mb)
              for role, spec in specs.items()}
+  whole = dict(sources)
   if data.get("synthetic_keep") and "synthetic" in sources:
     sources["synthetic"] = SubsetSource(sources["synthetic"],
                                         _read_keep(data.synthetic_keep),
                                         data.synthetic_keep)
+  if not 0 <= data.get("teacher_weight", 0.0) <= 1:
+    raise DataError(f"data.teacher_weight={data.teacher_weight} is not a weight in "
+                    f"[0, 1]: 0 trains on the labels alone, 1 on the teacher's "
+                    f"probabilities alone.")
+  teacher = {role: _read_teacher(data, role, whole[role], getattr(source, "keep", None))
+             for role, source in sources.items()} if data.get("teacher_weight") else {}
   return TrainData(sources, data.mix, batch_size, seed, crops(data)[0],
-                   data.synthetic_fraction)
+                   data.synthetic_fraction, teacher)
+
+
+def _read_teacher(data, role, source, keep):
+  """The teacher targets of one source: its data.<role>_teacher probabilities over the
+  whole split, softened by data.teacher_temperature, at the rows `keep` (if given)."""
+  path = data.get(f"{role}_teacher", "")
+  fix = (f"write the teacher's class probabilities on {source.spec} there (in split "
+         f"order), or set data.teacher_weight=0")
+  if not path:
+    raise DataError(f"data.teacher_weight={data.teacher_weight} but data.{role}_teacher "
+                    f"is empty: {fix}.")
+  try:
+    probs = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise DataError(f"data.{role}_teacher={path}: cannot read it as a .npy array "
+                    f"({e}); {fix}.") from None
+  if probs.shape != (len(source), source.num_classes) or not np.all(
+      np.isfinite(probs)) or probs.min() < 0:
+    raise DataError(f"data.{role}_teacher={path}: expected probabilities of shape "
+                    f"{(len(source), source.num_classes)}, got {probs.shape} (or "
+                    f"negative or non-finite values); {fix}.")
+  temperature = data.get("teacher_temperature", 1.0)
+  if not temperature > 0:
+    raise DataError(f"data.teacher_temperature={temperature} must be > 0 (1 uses the "
+                    f"teacher's probabilities as they are).")
+  logits = np.log(np.maximum(probs.astype(np.float64), 1e-30)) / temperature
+  soft = np.exp(logits - logits.max(1, keepdims=True))
+  soft = (soft / soft.sum(1, keepdims=True)).astype(np.float32)
+  return soft if keep is None else soft[keep]
 
 
 def _read_keep(path):

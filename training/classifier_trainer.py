@@ -139,15 +139,16 @@ class Trainer:
 
   def step(self, state, batch):
     """One training step on a host batch {"image", "label", ...}; donates `state`."""
-    batch = {"image": batch["image"], "label": batch["label"]}
+    batch = {k: batch[k] for k in ("image", "label", "teacher") if k in batch}
     return self._step(state, jax.device_put(batch, self._batch_sharding))
 
   def _train_step(self, state, batch):
     cfg = self.config
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), state.step)
     k_aug, k_drop = jax.random.split(key)
-    images, targets = classifier_augment.augment(batch["image"], batch["label"], k_aug,
-                                                 cfg.augment, self.data.num_classes)
+    images, targets = classifier_augment.augment(
+        batch["image"], batch["label"], k_aug, cfg.augment, self.data.num_classes,
+        batch.get("teacher"), cfg.data.get("teacher_weight", 0.0))
 
     def loss_fn(params):
       logits, updated = self.model.apply(

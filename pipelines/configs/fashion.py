@@ -76,8 +76,12 @@ def get_config(arg="demo"):
   # starting from the synthetic-only classifier's weights).
   # min_confidence p > 0: only the synthetic images the real-only classifier gives
   # probability ≥ p of their class join the real ones (pipelines/stages/classifiers.py).
+  # distill w > 0: soft targets, (1 - w) · label + w · the real-only classifier's
+  # probabilities at distill_temperature, and a control trained on the real images
+  # alone with the same targets ("real, distilled").
   c.mixed = ml_collections.ConfigDict(dict(mix="concat", synthetic_fraction=0.0,
-                                           min_confidence=0.0))
+                                           min_confidence=0.0, distill=0.0,
+                                           distill_temperature=1.0))
   # extractor "": the real-only classifier of this run (FD-fmnist).
   c.evaluate = ml_collections.ConfigDict(dict(extractor="", pr_samples=10_000,
                                               is_splits=10))

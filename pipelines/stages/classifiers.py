@@ -12,6 +12,12 @@ p > 0 the real+synthetic classifier trains only on the synthetic images to which
 real-only classifier gives probability ≥ p of the class they were generated for (a
 filter the paper does not use: it drops the images a real-trained eye finds ambiguous
 or mislabelled; the synthetic-only classifier still sees them all, as CAS does).
+With `mixed.distill` w > 0 (the paper does not try it either) the real+synthetic
+classifier learns from soft targets: (1 - w) · each image's label + w · the real-only
+classifier's probabilities for it (at temperature `mixed.distill_temperature`), on the
+real and the synthetic images alike; so that the gain is the synthetic images' and not
+the distillation's, the stage then trains the control "real, distilled": the real
+images alone with the same targets.
 
 Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
 and resumes from its checkpoints; a finished run (its eval.json at the last step) is
@@ -42,7 +48,14 @@ def mix_name(mixed):
   """The real+synthetic mix's folder name: "concat", "ratio0.25", "concat_filter0.9"."""
   name = mixed.mix + (f"{mixed.synthetic_fraction:g}" if mixed.mix == "ratio" else "")
   threshold = mixed.get("min_confidence", 0.0)
-  return f"{name}_filter{threshold:g}" if threshold else name
+  name = f"{name}_filter{threshold:g}" if threshold else name
+  return name + _distill_suffix(mixed)
+
+
+def _distill_suffix(mixed):
+  weight = mixed.get("distill", 0.0)
+  return (f"_distill{weight:g}t{mixed.get('distill_temperature', 1.0):g}" if weight
+          else "")
 
 
 def synthetic_keep_file(threshold):
@@ -62,6 +75,19 @@ def missing(config):
             f"0 keeps every synthetic image, e.g. 0.9 keeps those the real-only "
             f"classifier is 90% sure of."]
   conditions = list(config.conditions)
+  weight = config.mixed.get("distill", 0.0)
+  if weight and not (0 < weight <= 1 and config.mixed.get("distill_temperature", 1.0)
+                     > 0):
+    return [f"config.mixed.distill={weight} (temperature "
+            f"{config.mixed.get('distill_temperature', 1.0)}) is not a weight in [0, 1] "
+            f"with a temperature > 0: 0 trains on the labels alone, 1 on the real-only "
+            f"classifier's probabilities alone."]
+  if weight and (mix == "pretrain" or "real" not in conditions or
+                 conditions.index("real") > conditions.index("real+synthetic")):
+    return ["config.mixed.distill learns from the real-only classifier's probabilities "
+            "on both kinds of images: list 'real' before 'real+synthetic' in "
+            "config.conditions and use a concat or ratio mix, or set "
+            "config.mixed.distill=0."]
   if mix == "pretrain":
     if threshold:
       return ["config.mixed.mix='pretrain' trains the real+synthetic classifier on the "
@@ -87,10 +113,12 @@ def missing(config):
   return []
 
 
-def run_config(config, condition, real, build, synthetic_keep="", init_from=""):
+def run_config(config, condition, real, build, synthetic_keep="", init_from="",
+               teacher=None):
   """The classifier job config of one condition (real+synthetic: trained only on the
   synthetic indices in the .npy file `synthetic_keep`, if given, and starting from the
-  classifier in `init_from`, if given)."""
+  classifier in `init_from`, if given). teacher: {role: .npy of teacher probabilities}
+  of the roles it trains on, for mixed.distill's soft targets."""
   if condition not in CONDITIONS:
     raise ValueError(f"Unknown classifier condition {condition!r}; choose from "
                      f"{CONDITIONS}.")
@@ -107,9 +135,20 @@ def run_config(config, condition, real, build, synthetic_keep="", init_from=""):
       mix=mix, data_dir=real["data_dir"])
   if condition == "real+synthetic":
     cfg.data.synthetic_keep = synthetic_keep
-  if not cfg.init_from:  # Unused: runs recorded before the field existed still match.
-    with cfg.unlocked():
+  if teacher:
+    cfg.data.update(teacher_weight=config.mixed.distill,
+                    teacher_temperature=config.mixed.distill_temperature,
+                    **{f"{role}_teacher": teacher[role] for role in ("real", "synthetic")
+                       if cfg.data[role]})
+  # Fields a run does not use are left out, so that the runs recorded before they
+  # existed still match their configs (and are not retrained).
+  with cfg.unlocked():
+    if not cfg.init_from:
       del cfg["init_from"]
+    for field in [f for f in ("real_teacher", "synthetic_teacher", "teacher_temperature",
+                              "teacher_weight")
+                  if not (cfg.data.teacher_weight and cfg.data[f])]:
+      del cfg.data[field]
   return cfg
 
 
@@ -146,6 +185,26 @@ def filter_synthetic(config, upstream, real_workdir, stage_dir):
   logging.info("synthetic filter: kept %d of %d images (real-only classifier "
                "confidence ≥ %g)", len(keep), len(labels), threshold)
   return path, summary
+
+
+def write_teacher(config, upstream, real_workdir, stage_dir):
+  """The real-only classifier's class probabilities on the real training images and on
+  every synthetic image, as <stage_dir>/teacher_{real,synthetic}.npy; returns
+  {role: path}."""
+  trainer, variables, synthetic, crop = real_classifier_on_synthetic(
+      config, upstream, real_workdir)
+  paths = {}
+  for role, source in (("real", trainer.data.sources["real"]),
+                       ("synthetic", synthetic)):
+    probs, _ = trainer.probabilities(variables, source, crop)
+    paths[role] = os.path.join(stage_dir, f"teacher_{role}.npy")
+    with open(paths[role] + ".tmp", "wb") as f:
+      np.save(f, probs.astype(np.float32))
+    os.replace(paths[role] + ".tmp", paths[role])
+  logging.info("distillation: the real-only classifier's probabilities on %d real and "
+               "%d synthetic images written", len(trainer.data.sources["real"]),
+               len(synthetic))
+  return paths
 
 
 def _changed_keys(old, new, prefix=""):
@@ -201,7 +260,20 @@ def train(cfg, workdir):
     return json.load(f), len(data.sources.get("real", [])), data.epoch_size
 
 
+DISTILLED_CONTROL = "real, distilled"
+
+
+def trained_runs(config):
+  """The conditions in order, and the distillation's control after them if used."""
+  runs = list(config.conditions)
+  if config.mixed.get("distill", 0.0) and "real+synthetic" in runs:
+    runs.append(DISTILLED_CONTROL)
+  return runs
+
+
 def _workdir(stage_dir, condition, mixed):
+  if condition == DISTILLED_CONTROL:
+    return os.path.join(stage_dir, "real" + _distill_suffix(mixed))
   name = condition.replace("+", "_plus_")
   if condition == "real+synthetic":
     name += "_" + mix_name(mixed)
@@ -231,18 +303,23 @@ def make(config):
             "splits": [config.real.train_split, config.real.test_split]}
 
   def run(stage_dir, upstream):
-    results, keep, kept = {}, "", None
-    for i, condition in enumerate(config.conditions):
+    results, keep, kept, teacher = {}, "", None, None
+    runs = trained_runs(config)
+    for i, condition in enumerate(runs):
       if condition == "real+synthetic" and config.mixed.get("min_confidence", 0.0):
         keep, kept = filter_synthetic(config, upstream, results["real"]["workdir"],
                                       stage_dir)
+      if condition == "real+synthetic" and config.mixed.get("distill", 0.0):
+        teacher = write_teacher(config, upstream, results["real"]["workdir"], stage_dir)
       init_from = ""
       if condition == "real+synthetic" and config.mixed.mix == "pretrain":
         init_from = results["synthetic"]["workdir"]
-      cfg = run_config(config, condition, upstream["real_data"], upstream["build"],
-                       keep, init_from)
+      cfg = run_config(
+          config, "real" if condition == DISTILLED_CONTROL else condition,
+          upstream["real_data"], upstream["build"], keep, init_from,
+          teacher if condition in ("real+synthetic", DISTILLED_CONTROL) else None)
       workdir = _workdir(stage_dir, condition, config.mixed)
-      logging.info("classifier %d/%d: %s (train %s)", i + 1, len(config.conditions),
+      logging.info("classifier %d/%d: %s (train %s)", i + 1, len(runs),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
                                          if s))
       got, num_real, num_train = train(cfg, workdir)
@@ -255,8 +332,13 @@ def make(config):
                              f"confidence ≥ {kept['min_confidence']:g})")
       if cfg.get("init_from"):
         train_data[-1] += f", starting from the synthetic-only classifier ({synthetic})"
+      train_data = " + ".join(train_data)
+      if cfg.data.get("teacher_weight"):
+        train_data += (f"; targets {1 - cfg.data.teacher_weight:g} × label + "
+                       f"{cfg.data.teacher_weight:g} × the real-only classifier's "
+                       f"probabilities at temperature {cfg.data.teacher_temperature:g}")
       results[condition] = {
-          "workdir": workdir, "train_data": " + ".join(train_data),
+          "workdir": workdir, "train_data": train_data,
           "num_train": int(num_train), "num_real": int(num_real),
           "steps": got["step"], "top1": got["top1"], "top5": got["top5"],
           "per_class": list(got["per_class"].values()),
@@ -267,6 +349,6 @@ def make(config):
 
   def progress(stage_dir):
     return "; ".join(f"{c}: {classifier_progress(_workdir(stage_dir, c, config.mixed))}"
-                     for c in config.conditions)
+                     for c in trained_runs(config))
 
   return runner.Stage("classifiers", run, inputs, progress)

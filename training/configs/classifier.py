@@ -62,10 +62,15 @@ def get_config(arg="fashion"):
   # Specs are "name:split" (TFDS, ArrayRecord in data_dir), "<dataset folder>:split" or
   # "fashion_mnist_idx:train|test"; see training/classifier_data.py. synthetic_keep: a
   # .npy of indices, the only synthetic examples trained on ("" = all of them).
+  # Soft targets (distillation): with teacher_weight w > 0 the target is (1 - w) ·
+  # label + w · the teacher's probabilities in real_teacher / synthetic_teacher (.npy,
+  # (examples, classes) in split order), softened at teacher_temperature.
   c.data = ml_collections.ConfigDict(dict(
       real="fashion_mnist_idx:train", synthetic="", mix="real", synthetic_fraction=0.0,
       eval="fashion_mnist_idx:test", data_dir="", image_size=28, train_crop="none",
-      eval_crop="none", crop_fraction=0.875, cache_mb=1024, synthetic_keep=""))
+      eval_crop="none", crop_fraction=0.875, cache_mb=1024, synthetic_keep="",
+      teacher_weight=0.0, teacher_temperature=1.0, real_teacher="",
+      synthetic_teacher=""))
   # On the device (training/classifier_augment.py); randaug_magnitude=0 is no
   # RandAugment, mixup/cutmix alpha 0 is none.
   c.augment = ml_collections.ConfigDict(dict(
