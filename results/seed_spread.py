@@ -13,7 +13,9 @@ the data order, and reports each condition's top-1 per seed, mean and spread, an
 real+synthetic minus real-only difference per seed. The runs at the config's own
 seed are the workflow's; with a --mix other than the run's own, the real+synthetic
 classifier is trained at that seed too. A filtered run keeps its filter (the same
-kept images at every seed; the record's mix says "+filter:p"). Runs go to
+kept images at every seed; the record's mix says "+filter:p"), a distilled one its
+teacher's targets (the workflow's real-only classifier's; "+distill:w", and the
+control is the condition "real (distilled)"). Runs go to
 <workdir>/seed_spread/<condition>[_<mix>]_seed<k>/ and resume.
 """
 import argparse
@@ -54,7 +56,22 @@ def mix_label(data, outputs):
   label = mix_name(data)
   if data.get("synthetic_keep"):
     label += f"+filter:{outputs['synthetic_filter']['min_confidence']:g}"
-  return label
+  return label + _distill_label(data)
+
+
+def _distill_label(data):
+  """"+distill:w+temperature:T" for a run on soft targets, else ""."""
+  return (f"+distill:{data['teacher_weight']:g}+temperature:"
+          f"{data['teacher_temperature']:g}" if data.get("teacher_weight") else "")
+
+
+def run_name(condition, data, tag, seed):
+  """A retrained run's folder: the condition, its soft targets if any, mix, seed."""
+  name = ("real" if condition == classifiers.DISTILLED_CONTROL
+          else condition.replace("+", "_plus_"))
+  if data.get("teacher_weight"):  # Beside, not over, the same mix's plain runs.
+    name += f"_distill{data['teacher_weight']:g}t{data['teacher_temperature']:g}"
+  return f"{name}{tag}_seed{seed}"
 
 
 def with_mix(base, mix):
@@ -95,7 +112,7 @@ def spread(workdir, conditions, seeds, mix):
     for seed in runs:
       cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.seed = seed
-      name = f"{condition.replace('+', '_plus_')}{tag}_seed{seed}"
+      name = run_name(condition, cfg.data, tag, seed)
       logging.info("%s, seed %d → %s", condition, seed, workdir / "seed_spread" / name)
       top1[condition][seed] = classifiers.train(
           cfg, str(workdir / "seed_spread" / name))[0]["top1"]

@@ -58,6 +58,17 @@ def test_filtered_mix_is_labelled_and_pretrain_has_no_mix_to_change():
   outputs = {"synthetic_filter": {"min_confidence": 0.9, "kept": 5}}
   assert seed_spread.mix_label(data, outputs) == "ratio:0.25+filter:0.9"
   assert seed_spread.mix_label({**data, "synthetic_keep": ""}, {}) == "ratio:0.25"
+  distilled = {**data, "synthetic_keep": "", "teacher_weight": 0.5,
+               "teacher_temperature": 2.0}
+  assert seed_spread.mix_label(distilled, {}) == (
+      "ratio:0.25+distill:0.5+temperature:2")
+  # Distilled runs get folders of their own, beside the plain runs of the same mix.
+  assert seed_spread.run_name("real+synthetic", data, "", 1) == (
+      "real_plus_synthetic_seed1")
+  assert seed_spread.run_name("real+synthetic", distilled, "", 1) == (
+      "real_plus_synthetic_distill0.5t2_seed1")
+  assert seed_spread.run_name("real (distilled)", distilled, "", 1) == (
+      "real_distill0.5t2_seed1")
   pretrain = ml_collections.ConfigDict(
       {"seed": 0, "init_from": "synthetic", "data": {"mix": "real"}})
   with pytest.raises(SystemExit, match="pretrain"):

@@ -201,10 +201,11 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
 
   # Distillation: the ratio mix with soft targets from the real-only classifier, and
   # its control, the real images alone with the same targets.
-  log = _run(workdir, "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25",
-             "--config.mixed.distill=0.5", "--config.mixed.distill_temperature=2")
+  log = _run(workdir, "--config.mixed.mix=ratio",
+             "--config.mixed.synthetic_fraction=0.25", "--config.mixed.distill=0.5",
+             "--config.mixed.distill_temperature=2")
   outputs = _markers(workdir)["05_classifiers"]["outputs"]
-  distilled, control = outputs["real+synthetic"], outputs["real, distilled"]
+  distilled, control = outputs["real+synthetic"], outputs["real (distilled)"]
   assert distilled["workdir"].endswith("real_plus_synthetic_ratio0.25_distill0.5t2")
   assert control["workdir"].endswith(os.sep + "real_distill0.5t2")
   assert log.count("already trained and evaluated, kept") == 2
@@ -223,8 +224,8 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
     assert "0.5 × the real-only classifier's probabilities at temperature 2" in (
         run["train_data"])
   report = json.loads((workdir / "07_report" / "results.json").read_text())
-  assert report["classifiers"]["real, distilled"]["top1"] == control["top1"]
-  assert report["comparisons"]["real+synthetic − real, distilled top-1 (points)"] == (
+  assert report["classifiers"]["real (distilled)"]["top1"] == control["top1"]
+  assert report["comparisons"]["real+synthetic − real (distilled) top-1 (points)"] == (
       round(100 * (distilled["top1"] - control["top1"]), 2))
   assert any(line.startswith("With the same soft targets on the real images alone")
              for line in report["summary"])

@@ -78,7 +78,7 @@ def get_config(arg="demo"):
   # probability ≥ p of their class join the real ones (pipelines/stages/classifiers.py).
   # distill w > 0: soft targets, (1 - w) · label + w · the real-only classifier's
   # probabilities at distill_temperature, and a control trained on the real images
-  # alone with the same targets ("real, distilled").
+  # alone with the same targets ("real (distilled)").
   c.mixed = ml_collections.ConfigDict(dict(mix="concat", synthetic_fraction=0.0,
                                            min_confidence=0.0, distill=0.0,
                                            distill_temperature=1.0))

@@ -16,7 +16,7 @@ With `mixed.distill` w > 0 (the paper does not try it either) the real+synthetic
 classifier learns from soft targets: (1 - w) · each image's label + w · the real-only
 classifier's probabilities for it (at temperature `mixed.distill_temperature`), on the
 real and the synthetic images alike; so that the gain is the synthetic images' and not
-the distillation's, the stage then trains the control "real, distilled": the real
+the distillation's, the stage then trains the control "real (distilled)": the real
 images alone with the same targets.
 
 Each run lives in `<stage>/<condition>/` with the config it trains (run_config.json)
@@ -260,7 +260,7 @@ def train(cfg, workdir):
     return json.load(f), len(data.sources.get("real", [])), data.epoch_size
 
 
-DISTILLED_CONTROL = "real, distilled"
+DISTILLED_CONTROL = "real (distilled)"
 
 
 def trained_runs(config):
