@@ -12,8 +12,9 @@ PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 DEMO_ARGS ?=
 # demo-full: the recorded 1× run (results/embedded_full.py; its header lists the flags).
 # Its mix, a quarter of every batch synthetic with the 0.9 filter, gained most at 20
-# and 40 epochs (results/README.md); add ",concat+filter:0.9" to retrain the filtered
-# union after it (~65 min more).
+# and 40 epochs (results/README.md); add ",ratio:0.25+distill:0.5+temperature:2" for
+# the row's second mix, soft targets and their control (~95 min more, the best at 60
+# epochs), or ",concat+filter:0.9" for the filtered union (~65 min more).
 FULL_ARGS ?= --scales=1 --mixes=ratio:0.25+filter:0.9
 
 .PHONY: venv data test test-slow bench demo demo-full clean

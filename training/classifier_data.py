@@ -18,7 +18,7 @@ every example's target is (1 - w) · its one-hot label + w · a teacher's class
 probabilities for it, softened by data.teacher_temperature T (softmax(log p / T)).
 The probabilities come from .npy files of shape (examples, classes), one per source
 (data.real_teacher, data.synthetic_teacher), in the order of the whole split (before
-data.synthetic_keep picks from it). The fields exist only in runs that use them.
+data.synthetic_keep picks from it).
 
 Order: each source is read as an endless stream of epochs, epoch e a permutation seeded
 with (seed, source, e); the batch of step s takes the slots [s·k, (s+1)·k) of each
