@@ -12,8 +12,9 @@ train on both (config `mixed`: concat = the union; ratio:f = a share f of every 
 synthetic; pretrain = the real data, starting from the synthetic-only classifier;
 "+filter:p" appended: only the synthetic images the real-only classifier gives
 probability ≥ p of their class; "+distill:w" (and "+temperature:T"): soft targets,
-w of each the real-only classifier's probabilities, and the control "real (distilled)"
-trained on the real images alone with them); the first is the headline, a later one
+w of each the real-only classifier's probabilities, "+teachers:N" the mean of N
+real-only classifiers' (trained at successive seeds), and the control "real
+(distilled)" trained on the real images alone with them); the first is the headline, a later one
 retrains only the real+synthetic classifier (and its control). Hours on a 2-core CPU,
 most of it sampling.
 """
@@ -34,12 +35,12 @@ OUTPUT = ROOT / "results" / "embedded_full.json"
 
 
 _MIX_OPTIONS = {"filter": "min_confidence", "distill": "distill",
-                "temperature": "distill_temperature"}
+                "temperature": "distill_temperature", "teachers": "distill_teachers"}
 
 
 def parse_mix(mix):
-  """"concat", "ratio:f" or "pretrain", then any of "+filter:p", "+distill:w" and
-  "+temperature:T" → {config.mixed field: its value as written}."""
+  """"concat", "ratio:f" or "pretrain", then any of "+filter:p", "+distill:w",
+  "+temperature:T" and "+teachers:N" → {config.mixed field: its value as written}."""
   how, *options = mix.split("+")
   name, _, fraction = how.partition(":")
   fields = {"mix": name, **({"synthetic_fraction": fraction} if fraction else {})}
@@ -47,7 +48,7 @@ def parse_mix(mix):
     key, _, value = option.partition(":")
     if key not in _MIX_OPTIONS or not value:
       raise SystemExit(f"--mixes: cannot read {option!r} in {mix!r}; append "
-                       f"+filter:p, +distill:w or +temperature:T.")
+                       f"+filter:p, +distill:w, +temperature:T or +teachers:N.")
     fields[_MIX_OPTIONS[key]] = value
   return fields
 

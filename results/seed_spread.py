@@ -21,7 +21,9 @@ control is the condition "real (distilled)"). Runs go to
 import argparse
 import datetime
 import json
+import os
 import pathlib
+import re
 import statistics
 import sys
 
@@ -59,10 +61,22 @@ def mix_label(data, outputs):
   return label + _distill_label(data)
 
 
+def _teachers(data):
+  """How many real-only classifiers a distilled run's teacher averages (its targets'
+  file: teacher_… for one, teachers<N>_… for N)."""
+  ensemble = re.match(r"teachers(\d+)_", os.path.basename(data.get("real_teacher", "")))
+  return int(ensemble[1]) if ensemble else 1
+
+
 def _distill_label(data):
-  """"+distill:w+temperature:T" for a run on soft targets, else ""."""
+  """"+distill:w+temperature:T" (and "+teachers:N") for a run on soft targets, else
+  ""."""
+  if not data.get("teacher_weight"):
+    return ""
+  teachers = _teachers(data)
   return (f"+distill:{data['teacher_weight']:g}+temperature:"
-          f"{data['teacher_temperature']:g}" if data.get("teacher_weight") else "")
+          f"{data['teacher_temperature']:g}"
+          + (f"+teachers:{teachers}" if teachers > 1 else ""))
 
 
 def run_name(condition, data, tag, seed):
@@ -71,6 +85,8 @@ def run_name(condition, data, tag, seed):
           else condition.replace("+", "_plus_"))
   if data.get("teacher_weight"):  # Beside, not over, the same mix's plain runs.
     name += f"_distill{data['teacher_weight']:g}t{data['teacher_temperature']:g}"
+    if _teachers(data) > 1:  # Nor over the one-teacher runs.
+      name += f"_teachers{_teachers(data)}"
   return f"{name}{tag}_seed{seed}"
 
 

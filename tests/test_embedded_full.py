@@ -12,6 +12,8 @@ def test_mix_flags():
   assert embedded_full.mix_flags("ratio:0.25+distill:0.5+temperature:2") == [
       "--config.mixed.mix=ratio", "--config.mixed.synthetic_fraction=0.25",
       "--config.mixed.distill=0.5", "--config.mixed.distill_temperature=2"]
+  assert embedded_full.mix_flags("ratio:0.25+distill:0.5+teachers:2")[-1] == (
+      "--config.mixed.distill_teachers=2")
   with pytest.raises(SystemExit, match=r"cannot read 'distil:0.5'.*\+distill:w"):
     embedded_full.mix_flags("concat+distil:0.5")
 

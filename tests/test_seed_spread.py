@@ -69,6 +69,15 @@ def test_filtered_mix_is_labelled_and_pretrain_has_no_mix_to_change():
       "real_plus_synthetic_distill0.5t2_seed1")
   assert seed_spread.run_name("real (distilled)", distilled, "", 1) == (
       "real_distill0.5t2_seed1")
+  # An ensemble teacher's runs (targets in teachers<N>_*.npy) beside the one-teacher ones.
+  ensemble = {**distilled, "real_teacher": "/w/05_classifiers/teachers2_real.npy"}
+  assert seed_spread.mix_label(ensemble, {}) == (
+      "ratio:0.25+distill:0.5+temperature:2+teachers:2")
+  assert seed_spread.run_name("real+synthetic", ensemble, "", 1) == (
+      "real_plus_synthetic_distill0.5t2_teachers2_seed1")
+  one = {**distilled, "real_teacher": "/w/05_classifiers/teacher_real.npy"}
+  assert seed_spread.run_name("real+synthetic", one, "", 1) == (
+      "real_plus_synthetic_distill0.5t2_seed1")
   pretrain = ml_collections.ConfigDict(
       {"seed": 0, "init_from": "synthetic", "data": {"mix": "real"}})
   with pytest.raises(SystemExit, match="pretrain"):

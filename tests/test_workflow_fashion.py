@@ -230,6 +230,39 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   assert any(line.startswith("With the same soft targets on the real images alone")
              for line in report["summary"])
 
+  # An ensemble teacher: the mean of the real-only classifier's probabilities and
+  # those of another real-only classifier trained at the next seed.
+  log = _run(workdir, "--config.mixed.mix=ratio",
+             "--config.mixed.synthetic_fraction=0.25", "--config.mixed.distill=0.5",
+             "--config.mixed.distill_temperature=2", "--config.mixed.distill_teachers=2")
+  outputs = _markers(workdir)["05_classifiers"]["outputs"]
+  assert sorted(outputs) == sorted(["real", "synthetic", "real (seed 1)",
+                                    "real+synthetic", "real (distilled)"])
+  assert log.index("real (seed 1)") < log.index("classifier 4/5: real+synthetic")
+  member = outputs["real (seed 1)"]
+  assert member["workdir"].endswith(os.sep + "real_seed1")
+  assert member["steps"] == trained["real"]["steps"]
+  assert json.loads((pathlib.Path(member["workdir"]) / classifiers_stage.RUN_CONFIG
+                     ).read_text())["seed"] == 1
+  assert outputs["real+synthetic"]["workdir"].endswith("_distill0.5t2_teachers2")
+  assert outputs["real (distilled)"]["workdir"].endswith(
+      os.sep + "real_distill0.5t2_teachers2")
+  assert log.count("already trained and evaluated, kept") == 2  # real, synthetic.
+  member_probs, _ = trainer.probabilities(
+      classifier_trainer.load_classifier(member["workdir"])[1],
+      classifier_data.open_source(f"{_markers(workdir)['04_build']['outputs']['folder']}"
+                                  ":train"),
+      classifier_data.crops(cfg.data)[1])
+  ensemble = np.load(workdir / "05_classifiers" / "teachers2_synthetic.npy")
+  np.testing.assert_allclose(ensemble, (probs + member_probs) / 2, rtol=1e-5,
+                             atol=1e-7)
+  assert not np.allclose(member_probs, probs)  # Another seed, another classifier.
+  data = json.loads((pathlib.Path(outputs["real+synthetic"]["workdir"]) /
+                     classifiers_stage.RUN_CONFIG).read_text())["data"]
+  assert data["synthetic_teacher"].endswith("teachers2_synthetic.npy")
+  assert "the mean of 2 real-only classifiers' (seeds 0, 1) probabilities" in (
+      outputs["real+synthetic"]["train_data"])
+
 
 def test_imagenet_config_names_everything_missing():
   found = workflow.missing(imagenet.get_config("1024x_4x"))
@@ -276,6 +309,10 @@ def test_bad_real_plus_synthetic_mix_is_named_before_running():
   config.mixed.update(distill=0.5, distill_temperature=0.0)
   assert "temperature > 0" in workflow.missing(config)[0]
   config.mixed.distill_temperature = 2.0
+  assert workflow.missing(config) == []
+  config.mixed.distill_teachers = 0
+  assert "not a number of teachers" in workflow.missing(config)[0]
+  config.mixed.distill_teachers = 2
   assert workflow.missing(config) == []
   config.conditions = ("synthetic", "real+synthetic")
   assert "config.mixed.distill learns from" in workflow.missing(config)[0]

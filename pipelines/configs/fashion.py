@@ -78,10 +78,12 @@ def get_config(arg="demo"):
   # probability ≥ p of their class join the real ones (pipelines/stages/classifiers.py).
   # distill w > 0: soft targets, (1 - w) · label + w · the real-only classifier's
   # probabilities at distill_temperature, and a control trained on the real images
-  # alone with the same targets ("real (distilled)").
+  # alone with the same targets ("real (distilled)"). distill_teachers N > 1: the
+  # teacher is the mean of N real-only classifiers (the extra N - 1 trained at the
+  # next seeds, "real (seed k)").
   c.mixed = ml_collections.ConfigDict(dict(mix="concat", synthetic_fraction=0.0,
                                            min_confidence=0.0, distill=0.0,
-                                           distill_temperature=1.0))
+                                           distill_temperature=1.0, distill_teachers=1))
   # extractor "": the real-only classifier of this run (FD-fmnist).
   c.evaluate = ml_collections.ConfigDict(dict(extractor="", pr_samples=10_000,
                                               is_splits=10))

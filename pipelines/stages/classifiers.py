@@ -28,6 +28,7 @@ mix trains only that one, and coming back to an earlier mix finds it trained.
 import json
 import os
 import pathlib
+import re
 import shutil
 
 from absl import logging
@@ -54,8 +55,32 @@ def mix_name(mixed):
 
 def _distill_suffix(mixed):
   weight = mixed.get("distill", 0.0)
-  return (f"_distill{weight:g}t{mixed.get('distill_temperature', 1.0):g}" if weight
-          else "")
+  if not weight:
+    return ""
+  teachers = num_teachers(mixed)
+  return (f"_distill{weight:g}t{mixed.get('distill_temperature', 1.0):g}"
+          + (f"_teachers{teachers}" if teachers > 1 else ""))
+
+
+def num_teachers(mixed):
+  """How many real-only classifiers the distillation's teacher averages (1: the
+  real-only condition's alone)."""
+  return mixed.get("distill_teachers", 1) if mixed.get("distill", 0.0) else 1
+
+
+def teacher_seeds(config):
+  """The extra teachers' training seeds: the N - 1 seeds after the classifier's."""
+  return [config.classifier.seed + k for k in range(1, num_teachers(config.mixed))]
+
+
+def _teacher_condition(seed):
+  return f"real (seed {seed})"
+
+
+def _teacher_seed(condition):
+  """The seed of an ensemble teacher's extra member ("real (seed k)"), else None."""
+  found = re.fullmatch(r"real \(seed (\d+)\)", condition)
+  return int(found[1]) if found else None
 
 
 def synthetic_keep_file(threshold):
@@ -82,6 +107,11 @@ def missing(config):
             f"{config.mixed.get('distill_temperature', 1.0)}) is not a weight in [0, 1] "
             f"with a temperature > 0: 0 trains on the labels alone, 1 on the real-only "
             f"classifier's probabilities alone."]
+  teachers = config.mixed.get("distill_teachers", 1)
+  if weight and not (isinstance(teachers, int) and teachers >= 1):
+    return [f"config.mixed.distill_teachers={teachers!r} is not a number of teachers: "
+            f"1 distills the real-only classifier alone, N > 1 the mean of N real-only "
+            f"classifiers trained at successive seeds."]
   if weight and (mix == "pretrain" or "real" not in conditions or
                  conditions.index("real") > conditions.index("real+synthetic")):
     return ["config.mixed.distill learns from the real-only classifier's probabilities "
@@ -187,23 +217,28 @@ def filter_synthetic(config, upstream, real_workdir, stage_dir):
   return path, summary
 
 
-def write_teacher(config, upstream, real_workdir, stage_dir):
-  """The real-only classifier's class probabilities on the real training images and on
-  every synthetic image, as <stage_dir>/teacher_{real,synthetic}.npy; returns
-  {role: path}."""
+def write_teacher(config, upstream, real_workdirs, stage_dir):
+  """The teacher's class probabilities on the real training images and on every
+  synthetic image: those of the real-only classifier, or the mean over the real-only
+  classifiers in `real_workdirs` (an ensemble), as <stage_dir>/teacher_{real,synthetic}
+  .npy (teachers<N>_… for N of them); returns {role: path}."""
   trainer, variables, synthetic, crop = real_classifier_on_synthetic(
-      config, upstream, real_workdir)
+      config, upstream, real_workdirs[0])
+  members = [variables] + [classifier_trainer.load_classifier(w)[1]
+                           for w in real_workdirs[1:]]
+  prefix = "teacher" if len(members) == 1 else f"teachers{len(members)}"
   paths = {}
   for role, source in (("real", trainer.data.sources["real"]),
                        ("synthetic", synthetic)):
-    probs, _ = trainer.probabilities(variables, source, crop)
-    paths[role] = os.path.join(stage_dir, f"teacher_{role}.npy")
+    probs = np.mean([trainer.probabilities(v, source, crop)[0] for v in members],
+                    axis=0)
+    paths[role] = os.path.join(stage_dir, f"{prefix}_{role}.npy")
     with open(paths[role] + ".tmp", "wb") as f:
       np.save(f, probs.astype(np.float32))
     os.replace(paths[role] + ".tmp", paths[role])
-  logging.info("distillation: the real-only classifier's probabilities on %d real and "
-               "%d synthetic images written", len(trainer.data.sources["real"]),
-               len(synthetic))
+  logging.info("distillation: the probabilities of %d real-only classifier(s) on %d "
+               "real and %d synthetic images written", len(members),
+               len(trainer.data.sources["real"]), len(synthetic))
   return paths
 
 
@@ -264,9 +299,12 @@ DISTILLED_CONTROL = "real (distilled)"
 
 
 def trained_runs(config):
-  """The conditions in order, and the distillation's control after them if used."""
+  """The conditions in order, an ensemble teacher's extra real-only classifiers before
+  real+synthetic, and the distillation's control at the end, if used."""
   runs = list(config.conditions)
   if config.mixed.get("distill", 0.0) and "real+synthetic" in runs:
+    at = runs.index("real+synthetic")
+    runs[at:at] = [_teacher_condition(s) for s in teacher_seeds(config)]
     runs.append(DISTILLED_CONTROL)
   return runs
 
@@ -274,6 +312,8 @@ def trained_runs(config):
 def _workdir(stage_dir, condition, mixed):
   if condition == DISTILLED_CONTROL:
     return os.path.join(stage_dir, "real" + _distill_suffix(mixed))
+  if _teacher_seed(condition) is not None:
+    return os.path.join(stage_dir, f"real_seed{_teacher_seed(condition)}")
   name = condition.replace("+", "_plus_")
   if condition == "real+synthetic":
     name += "_" + mix_name(mixed)
@@ -310,14 +350,18 @@ def make(config):
         keep, kept = filter_synthetic(config, upstream, results["real"]["workdir"],
                                       stage_dir)
       if condition == "real+synthetic" and config.mixed.get("distill", 0.0):
-        teacher = write_teacher(config, upstream, results["real"]["workdir"], stage_dir)
+        teacher = write_teacher(
+            config, upstream, [results[c]["workdir"] for c in results
+                               if c == "real" or _teacher_seed(c) is not None], stage_dir)
       init_from = ""
       if condition == "real+synthetic" and config.mixed.mix == "pretrain":
         init_from = results["synthetic"]["workdir"]
       cfg = run_config(
-          config, "real" if condition == DISTILLED_CONTROL else condition,
+          config, condition if condition in CONDITIONS else "real",
           upstream["real_data"], upstream["build"], keep, init_from,
           teacher if condition in ("real+synthetic", DISTILLED_CONTROL) else None)
+      if _teacher_seed(condition) is not None:  # An ensemble teacher's member.
+        cfg.seed = _teacher_seed(condition)
       workdir = _workdir(stage_dir, condition, config.mixed)
       logging.info("classifier %d/%d: %s (train %s)", i + 1, len(runs),
                    condition, " + ".join(s for s in (cfg.data.real, cfg.data.synthetic)
@@ -334,8 +378,12 @@ def make(config):
         train_data[-1] += f", starting from the synthetic-only classifier ({synthetic})"
       train_data = " + ".join(train_data)
       if cfg.data.get("teacher_weight"):
+        seeds = [config.classifier.seed, *teacher_seeds(config)]
+        whose = ("the real-only classifier's" if len(seeds) == 1 else
+                 f"the mean of {len(seeds)} real-only classifiers' (seeds "
+                 f"{', '.join(map(str, seeds))})")
         train_data += (f"; targets {1 - cfg.data.teacher_weight:g} × label + "
-                       f"{cfg.data.teacher_weight:g} × the real-only classifier's "
+                       f"{cfg.data.teacher_weight:g} × {whose} "
                        f"probabilities at temperature {cfg.data.teacher_temperature:g}")
       results[condition] = {
           "workdir": workdir, "train_data": train_data,
