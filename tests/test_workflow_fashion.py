@@ -169,11 +169,11 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
   trainer = classifier_trainer.Trainer(
       classifier_models.build(cfg.model), cfg,
       classifier_data.make_train_data(cfg.data, cfg.batch_size, cfg.seed))
+  synthetic_source = classifier_data.open_source(
+      f"{_markers(workdir)['04_build']['outputs']['folder']}:train")
   probs, labels = trainer.probabilities(
       classifier_trainer.load_classifier(trained["real"]["workdir"])[1],
-      classifier_data.open_source(f"{_markers(workdir)['04_build']['outputs']['folder']}"
-                                  ":train"),
-      classifier_data.crops(cfg.data)[1])
+      synthetic_source, classifier_data.crops(cfg.data)[1])
   np.testing.assert_array_equal(
       keep, np.flatnonzero(probs[np.arange(60), labels] >= 0.3))
 
@@ -249,9 +249,7 @@ def test_ci_workflow_killed_then_resumed_then_skipped(tmp_path):
       os.sep + "real_distill0.5t2_teachers2")
   assert log.count("already trained and evaluated, kept") == 2  # real, synthetic.
   member_probs, _ = trainer.probabilities(
-      classifier_trainer.load_classifier(member["workdir"])[1],
-      classifier_data.open_source(f"{_markers(workdir)['04_build']['outputs']['folder']}"
-                                  ":train"),
+      classifier_trainer.load_classifier(member["workdir"])[1], synthetic_source,
       classifier_data.crops(cfg.data)[1])
   ensemble = np.load(workdir / "05_classifiers" / "teachers2_synthetic.npy")
   np.testing.assert_allclose(ensemble, (probs + member_probs) / 2, rtol=1e-5,

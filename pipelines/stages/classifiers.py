@@ -350,9 +350,9 @@ def make(config):
         keep, kept = filter_synthetic(config, upstream, results["real"]["workdir"],
                                       stage_dir)
       if condition == "real+synthetic" and config.mixed.get("distill", 0.0):
-        teacher = write_teacher(
-            config, upstream, [results[c]["workdir"] for c in results
-                               if c == "real" or _teacher_seed(c) is not None], stage_dir)
+        members = [results[c]["workdir"] for c in results
+                   if c == "real" or _teacher_seed(c) is not None]
+        teacher = write_teacher(config, upstream, members, stage_dir)
       init_from = ""
       if condition == "real+synthetic" and config.mixed.mix == "pretrain":
         init_from = results["synthetic"]["workdir"]
