@@ -14,9 +14,9 @@ synthetic; pretrain = the real data, starting from the synthetic-only classifier
 probability ≥ p of their class; "+distill:w" (and "+temperature:T"): soft targets,
 w of each the real-only classifier's probabilities, "+teachers:N" the mean of N
 real-only classifiers' (trained at successive seeds), and the control "real
-(distilled)" trained on the real images alone with them); the first is the headline, a later one
-retrains only the real+synthetic classifier (and its control). Hours on a 2-core CPU,
-most of it sampling.
+(distilled)" trained on the real images alone with them); the first is the headline,
+a later one retrains only the real+synthetic classifier (and its control). Hours on a
+2-core CPU, most of it sampling.
 """
 import argparse
 import datetime

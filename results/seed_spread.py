@@ -21,9 +21,7 @@ control is the condition "real (distilled)"). Runs go to
 import argparse
 import datetime
 import json
-import os
 import pathlib
-import re
 import statistics
 import sys
 
@@ -62,10 +60,8 @@ def mix_label(data, outputs):
 
 
 def _teachers(data):
-  """How many real-only classifiers a distilled run's teacher averages (its targets'
-  file: teacher_… for one, teachers<N>_… for N)."""
-  ensemble = re.match(r"teachers(\d+)_", os.path.basename(data.get("real_teacher", "")))
-  return int(ensemble[1]) if ensemble else 1
+  """How many real-only classifiers a distilled run's teacher averages."""
+  return classifiers.teachers_of(data.get("real_teacher", ""))
 
 
 def _distill_label(data):

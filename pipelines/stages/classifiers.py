@@ -226,6 +226,7 @@ def write_teacher(config, upstream, real_workdirs, stage_dir):
       config, upstream, real_workdirs[0])
   members = [variables] + [classifier_trainer.load_classifier(w)[1]
                            for w in real_workdirs[1:]]
+  # The file's name says how many classifiers it averages: teachers_of() reads it back.
   prefix = "teacher" if len(members) == 1 else f"teachers{len(members)}"
   paths = {}
   for role, source in (("real", trainer.data.sources["real"]),
@@ -240,6 +241,13 @@ def write_teacher(config, upstream, real_workdirs, stage_dir):
                "real and %d synthetic images written", len(members),
                len(trainer.data.sources["real"]), len(synthetic))
   return paths
+
+
+def teachers_of(teacher_path):
+  """How many real-only classifiers the targets file written by write_teacher averages
+  (teacher_<role>.npy: one, teachers<N>_<role>.npy: N)."""
+  ensemble = re.match(r"teachers(\d+)_", os.path.basename(teacher_path))
+  return int(ensemble[1]) if ensemble else 1
 
 
 def _changed_keys(old, new, prefix=""):
